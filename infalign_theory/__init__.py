@@ -1,0 +1,52 @@
+"""infalign_theory: exact, fast, verified computations for inference-aware alignment.
+
+The companion library to InfAlign (Balashankar, Sun, et al., "InfAlign: Inference-aware
+language model alignment", arXiv 2412.19792): reward laws, calibrated rewards, reward
+transforms, KL-regularised tilted policies, KL, standard and inference-time win rates
+(Best-of-N, Worst-of-N, order statistics) and their trade-off curves, in calibrated space.
+
+Data flows one way: laws -> calibration -> transforms -> policy -> metrics -> curves.
+"""
+
+from .calibration import calibrate, level_midpoints
+from .curves import TradeoffCurve, beta_for_kl, kl_limit, tradeoff_curve
+from .laws import ContinuousLaw, DiscreteLaw
+from .metrics import Evaluation, evaluate, kl, standard_win_rate, win_rate
+from .policy import ContinuousPolicy, DiscretePolicy, apply, base_policy, tilt
+from .procedures import OrderStatistic, best_of, order_statistic, sampling, worst_of
+from .transforms import Custom, Exponential, Identity, Log, Quantile, Transform
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ContinuousLaw",
+    "ContinuousPolicy",
+    "Custom",
+    "DiscreteLaw",
+    "DiscretePolicy",
+    "Evaluation",
+    "Exponential",
+    "Identity",
+    "Log",
+    "OrderStatistic",
+    "Quantile",
+    "TradeoffCurve",
+    "Transform",
+    "__version__",
+    "apply",
+    "base_policy",
+    "best_of",
+    "beta_for_kl",
+    "calibrate",
+    "evaluate",
+    "kl",
+    "kl_limit",
+    "level_midpoints",
+    "order_statistic",
+    "sampling",
+    "standard_win_rate",
+    "tilt",
+    "tradeoff_curve",
+    "win_rate",
+    "worst_of",
+]

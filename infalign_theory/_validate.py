@@ -1,0 +1,69 @@
+"""Input checks shared by the public functions: each error names the parameter and its range."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+
+def positive_finite(value: Any, name: str) -> float:
+    """Return ``value`` as a float, or raise if it is not a finite number > 0."""
+    x = real(value, name)
+    if not x > 0.0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return x
+
+
+def real(value: Any, name: str) -> float:
+    """Return ``value`` as a float, or raise if it is not a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    return x
+
+
+def integer(value: Any, name: str, low: int, high: int | None = None) -> int:
+    """Return ``value`` as an int in [low, high], or raise naming the range."""
+    rng = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be {rng}, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        k = int(value)
+    elif isinstance(value, numbers.Real) and float(value).is_integer():
+        k = int(value)
+    else:
+        raise ValueError(f"{name} must be {rng}, got {value!r}")
+    if k < low or (high is not None and k > high):
+        raise ValueError(f"{name} must be {rng}, got {value!r}")
+    return k
+
+
+def unit_interval(values: Any, name: str) -> np.ndarray:
+    """Return ``values`` as a float array with every entry in [0, 1], or raise."""
+    arr = np.asarray(values, dtype=np.float64)
+    if not np.all((arr >= 0.0) & (arr <= 1.0)):
+        raise ValueError(f"{name} must lie in [0, 1] (and not be NaN)")
+    return arr
+
+
+def finite_array(values: Any, name: str) -> np.ndarray:
+    """Return ``values`` as a float array of finite entries, or raise."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of finite real numbers") from exc
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be an array of finite real numbers (no NaN or inf)")
+    return arr
+
+
+def choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``allowed``, or raise listing them."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return str(value)

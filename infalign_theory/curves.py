@@ -1,0 +1,217 @@
+r"""Beta sweeps, the beta that reaches a target KL, and KL / win-rate trade-off curves.
+
+For a tilt :math:`\pi_\beta \propto \pi_{\rm ref} e^{\Phi/\beta}` the KL is a strictly
+decreasing function of beta (for a non-constant Phi) with
+
+.. math:: \frac{d\,\mathrm{KL}}{d\log\beta} = -\mathrm{Var}_{\pi_\beta}(\Phi/\beta),
+
+so :func:`beta_for_kl` runs a safeguarded Newton iteration on log KL against log beta (a
+bracket is kept and bisection takes over whenever a step leaves it). It converges in a few
+steps over the whole range from KL = 1e-12 to hundreds of nats. As beta -> 0 the tilt
+concentrates on the maximisers of Phi, so the reachable KL is bounded by
+:math:`-\log \pi_{\rm ref}(\arg\max \Phi)` -- finite on a discrete law (computed exactly and
+checked before solving), infinite for a continuous law with a strictly increasing Phi.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _kernels as K
+from ._validate import choice, positive_finite
+from .calibration import level_midpoints
+from .laws import DiscreteLaw, RewardLaw
+from .metrics import AGAINST, kl, standard_win_rate, win_rate
+from .policy import DiscretePolicy, base_policy, tilt
+from .procedures import OrderStatistic
+from .transforms import Transform
+
+#: Relative accuracy of the KL reached by :func:`beta_for_kl`.
+KL_RTOL = 1e-12
+_MAX_ITER = 300
+_MAX_STEP = 4.0  # largest Newton step in log(beta) before a bracket exists
+
+
+def _kl_and_variance(transform: Transform, beta: float, law: RewardLaw | None) -> tuple[float, float]:
+    """KL of the tilt and Var(Phi/beta) under it (minus the slope dKL/dlog beta)."""
+    pol = tilt(transform, beta, law)
+    value = kl(pol)
+    if isinstance(pol, DiscretePolicy):
+        ell = pol.log_ratio
+        live = pol.probs > 0.0
+        mean = float(np.dot(pol.probs[live], ell[live]))
+        var = float(np.dot(pol.probs[live], (ell[live] - mean) ** 2))
+    else:
+        var = float(pol._resolved.stats[K.ST_VAR])
+    return value, var
+
+
+def kl_limit(transform: Transform, law: DiscreteLaw) -> float:
+    r"""The KL the tilt approaches as beta -> 0 on a discrete law: :math:`-\log q(\arg\max\Phi)`."""
+    if not isinstance(law, DiscreteLaw):
+        raise ValueError("kl_limit is exact on a DiscreteLaw; a continuous law has no finite bound")
+    phi = transform.pair(*level_midpoints(law))
+    top = np.max(phi)
+    return float(-math.log(np.sum(law.probs[phi == top])))
+
+
+def beta_for_kl(transform: Transform, kl: float, *, law: RewardLaw | None = None) -> float:
+    """The beta at which the tilt by ``transform`` has KL(pi || pi_ref) = ``kl``.
+
+    Parameters
+    ----------
+    transform : Transform
+    kl : float
+        Target KL in nats, > 0 and below the transform's reachable limit.
+    law : DiscreteLaw, ContinuousLaw or None
+        As in :func:`~infalign_theory.policy.tilt`.
+
+    Raises
+    ------
+    ValueError
+        When ``kl`` is not positive, or is out of reach (the message gives the limit).
+    """
+    return _solve_beta(transform, positive_finite(kl, "kl"), law, 0.0)
+
+
+def _solve_beta(transform: Transform, target: float, law: RewardLaw | None, x: float) -> float:
+    if not isinstance(transform, Transform):
+        raise ValueError(f"transform must be a Transform, got {transform!r}")
+    if isinstance(law, DiscreteLaw):
+        limit = kl_limit(transform, law)
+        if not target < limit:
+            raise ValueError(
+                f"kl must be in (0, {limit:.12g}) for {transform.name} on this law (its limit "
+                f"as beta -> 0), got {target!r}"
+            )
+    lo, hi = -math.inf, math.inf  # KL(lo) > target > KL(hi); the root lies in between
+    last_error: ValueError | None = None
+    kl_hi = 0.0
+    for _ in range(_MAX_ITER):
+        try:
+            value, var = _kl_and_variance(transform, math.exp(x), law)
+        except ValueError as exc:  # the tilt left double precision: beta is too small
+            last_error = exc
+            lo = x
+            x = 0.5 * (lo + hi) if math.isfinite(hi) else x + _MAX_STEP
+            if x > 690.0:
+                raise ValueError(f"no beta in (0, 1e300] gives a usable tilt: {exc}") from exc
+            continue
+        if value <= 0.0 or var <= 0.0:
+            raise ValueError(
+                f"kl = {target!r} is out of reach: {transform.name} is constant on the base's "
+                "support, so every beta gives KL = 0"
+            )
+        if abs(value - target) <= KL_RTOL * target:
+            return math.exp(x)
+        if value > target:
+            lo = x
+        else:
+            hi, kl_hi = x, value
+        step = value * (math.log(value) - math.log(target)) / var  # Newton on log KL
+        x_new = x + max(-_MAX_STEP, min(_MAX_STEP, step))
+        if not lo < x_new < hi:
+            x_new = 0.5 * (lo + hi) if math.isfinite(lo) and math.isfinite(hi) else x_new
+        if hi - lo <= 4.0 * K.EPS * max(1.0, abs(x)):
+            break
+        if value < target and var / value < 1e-12:
+            break  # KL no longer grows as beta shrinks: the limit is below the target
+        x = x_new
+    reason = f" ({last_error})" if last_error is not None else ""
+    raise ValueError(
+        f"kl = {target!r} is out of reach for {transform.name}: the largest KL reached before "
+        f"the tilt leaves double precision is about {kl_hi:.6g}{reason}"
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class TradeoffCurve:
+    """A KL / win-rate trade-off curve of one transform under one procedure.
+
+    ``beta`` is inf at the base policy (KL = 0). Arrays are ordered as the grid was given.
+    """
+
+    transform: str
+    procedure: str
+    against: str
+    beta: np.ndarray
+    kl: np.ndarray
+    win_rate: np.ndarray
+    standard_win_rate: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (an infinite beta becomes None)."""
+        return {
+            "transform": self.transform,
+            "procedure": self.procedure,
+            "against": self.against,
+            "beta": [None if math.isinf(b) else float(b) for b in self.beta],
+            "kl": self.kl.tolist(),
+            "win_rate": self.win_rate.tolist(),
+            "standard_win_rate": self.standard_win_rate.tolist(),
+        }
+
+
+def tradeoff_curve(
+    transform: Transform,
+    procedure: OrderStatistic,
+    *,
+    law: RewardLaw | None = None,
+    betas: Any = None,
+    kls: Any = None,
+    against: str = "procedure",
+) -> TradeoffCurve:
+    """KL, inference-time and standard win rate along a beta sweep or a KL grid.
+
+    Parameters
+    ----------
+    transform : Transform
+    procedure : OrderStatistic
+    law : DiscreteLaw, ContinuousLaw or None
+    betas : array_like, optional
+        Betas > 0; ``inf`` stands for the base policy.
+    kls : array_like, optional
+        Target KLs >= 0 (0 is the base policy); each is solved with :func:`beta_for_kl`,
+        warm-started from its neighbour. Give exactly one of ``betas`` and ``kls``.
+    against : {"procedure", "sample"}
+        As in :func:`~infalign_theory.metrics.win_rate`.
+    """
+    if not isinstance(procedure, OrderStatistic):
+        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    if not isinstance(transform, Transform):
+        raise ValueError(f"transform must be a Transform, got {transform!r}")
+    choice(against, "against", AGAINST)
+    if (betas is None) == (kls is None):
+        raise ValueError("give exactly one of betas and kls")
+    if betas is not None:
+        grid = np.atleast_1d(np.asarray(betas, dtype=np.float64))
+        if grid.size == 0 or np.any(np.isnan(grid)) or np.any(grid <= 0.0):
+            raise ValueError("betas must be numbers > 0 (inf for the base policy)")
+        beta = grid.copy()
+    else:
+        grid = np.atleast_1d(np.asarray(kls, dtype=np.float64))
+        if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0.0):
+            raise ValueError("kls must be finite numbers >= 0")
+        beta = np.full(grid.size, np.inf)
+        x = 0.0
+        for i in np.argsort(grid):
+            if grid[i] > 0.0:
+                beta[i] = _solve_beta(transform, float(grid[i]), law, x)
+                x = math.log(beta[i])
+    out = np.empty((3, beta.size))
+    for i, b in enumerate(beta):
+        pol = base_policy(law) if math.isinf(b) else tilt(transform, float(b), law)
+        out[:, i] = kl(pol), win_rate(pol, procedure, against=against), standard_win_rate(pol)
+    return TradeoffCurve(
+        transform=transform.name,
+        procedure=procedure.name,
+        against=against,
+        beta=beta,
+        kl=out[0],
+        win_rate=out[1],
+        standard_win_rate=out[2],
+    )

@@ -1,0 +1,299 @@
+r"""Policies in calibrated space: discrete levels and continuous densities on [0, 1].
+
+A KL-regularised policy with transform Phi tilts the base (InfAlign, arXiv 2412.19792, eq. of
+Definition 1 with the transformed reward):
+
+.. math:: \pi_{\Phi,\beta}(y) \propto \pi_{\rm ref}(y)\, \exp\big(\Phi(C(y))/\beta\big).
+
+It depends on y only through the calibrated reward C(y), so it is fully described by the law
+of C under it (DESIGN §3):
+
+* on a :class:`~infalign_theory.laws.DiscreteLaw`, by masses p_j on the levels, spread like
+  the base inside each level -- a :class:`DiscretePolicy`;
+* for a continuous reward law, by a density f on [0, 1] that is the same for *every*
+  continuous law (the model-agnostic case) -- a :class:`ContinuousPolicy`.
+
+Both are computed in log space (a shift by the mean or the maximum of Phi/beta, then
+``log1p``/``expm1``), so beta from 1e-4 to 1e6 and |t| up to 1000 neither overflow nor lose
+relative accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _kernels as K
+from . import _mesh
+from ._validate import finite_array, positive_finite, unit_interval
+from .calibration import level_midpoints
+from .laws import PROB_SUM_TOL, ContinuousLaw, DiscreteLaw, RewardLaw
+from .procedures import OrderStatistic
+from .transforms import Custom, Transform
+
+
+@dataclass(frozen=True, eq=False)
+class DiscretePolicy:
+    """A policy on the levels of a discrete reward law, spread like the base inside a level.
+
+    Parameters
+    ----------
+    law : DiscreteLaw
+        The base reward law; the policy lives on its levels.
+    probs : array_like
+        Mass on each level, >= 0, summing to one within 1e-9 (then rescaled).
+
+    Attributes
+    ----------
+    log_ratio : ndarray
+        log(p_j / q_j) per level (-inf where p_j = 0), exact to relative precision for tilts.
+    transform, beta :
+        The transform and beta of a tilt (None for other policies).
+    """
+
+    law: DiscreteLaw
+    probs: np.ndarray
+    log_ratio: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    transform: Transform | None = None
+    beta: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.law, DiscreteLaw):
+            raise ValueError(f"law must be a DiscreteLaw, got {type(self.law).__name__}")
+        p = finite_array(self.probs, "probs").ravel()
+        if p.size != self.law.n_levels:
+            raise ValueError(
+                f"probs must have one entry per level of the law ({self.law.n_levels}), "
+                f"got {p.size}"
+            )
+        if np.any(p < 0.0):
+            raise ValueError("probs must be >= 0")
+        total = float(p.sum())
+        if abs(total - 1.0) > PROB_SUM_TOL:
+            raise ValueError(f"probs must sum to 1 within {PROB_SUM_TOL:g}, they sum to {total!r}")
+        p = p / total
+        if self.log_ratio is None:
+            with np.errstate(divide="ignore"):
+                lr = np.log(p) - np.log(self.law.probs)
+        else:
+            lr = np.asarray(self.log_ratio, dtype=np.float64)
+        p.setflags(write=False)
+        lr.setflags(write=False)
+        object.__setattr__(self, "probs", p)
+        object.__setattr__(self, "log_ratio", lr)
+
+    def cdf_levels(self) -> np.ndarray:
+        """P_j = p_1 + ... + p_j."""
+        return np.cumsum(self.probs)
+
+    def sample(self, rng: Any = None, size: int | tuple[int, ...] = 1) -> np.ndarray:
+        """Draw rewards (level values) from the policy with ``np.random.default_rng(rng)``."""
+        gen = np.random.default_rng(rng)
+        return gen.choice(self.law.values, size=size, p=self.probs)
+
+
+@dataclass(frozen=True, eq=False)
+class ContinuousPolicy:
+    r"""The tilt :math:`f(u) \propto \exp(\Phi(u)/\beta)` of Uniform[0, 1] (no ties).
+
+    Build it with :func:`tilt`. Its KL and win rates are the same for every continuous reward
+    law; ``law``, when given, only maps calibrated samples back to rewards.
+    """
+
+    transform: Transform
+    beta: float
+    law: ContinuousLaw | None = None
+    _resolved: _mesh.Resolved = field(init=False, repr=False)
+    _win_cache: dict = field(init=False, repr=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_resolved", _mesh.resolve_tilt(self.transform, self.beta))
+
+    # -- densities ------------------------------------------------------------------
+    def logpdf(self, u: Any) -> np.ndarray:
+        """log f(u) for u in [0, 1]."""
+        u = unit_interval(u, "u")
+        return self._logpdf_pair(u, 1.0 - u)
+
+    def _logpdf_pair(self, u: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """log f at points given as exact pairs (u, s = 1 - u)."""
+        st = self._resolved.stats
+        u, s = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(s, dtype=np.float64))
+        left = u <= s
+        phi = np.empty(u.shape)
+        phi[left] = self.transform._left(u[left])
+        phi[~left] = self.transform._right(s[~left])
+        shift = np.where(left, st[K.ST_CL], st[K.ST_CR])
+        return phi / self.beta - shift - st[K.ST_LOGZ]
+
+    def pdf(self, u: Any) -> np.ndarray:
+        """Density f(u) on [0, 1]."""
+        return np.exp(self.logpdf(u))
+
+    def cdf(self, u: Any) -> np.ndarray:
+        """G(u) = P(U <= u), from the resolved spectral representation (error ~1e-14)."""
+        u = unit_interval(u, "u")
+        return self._cdf_pair(u, 1.0 - u)[0]
+
+    def sf(self, u: Any) -> np.ndarray:
+        """1 - G(u), accurate next to u = 1."""
+        u = unit_interval(u, "u")
+        return self._cdf_pair(u, 1.0 - u)[1]
+
+    def _cdf_pair(self, u: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(G, 1 - G) at exact pairs (u, s): mass accumulated from the nearer end."""
+        res = self._resolved
+        mesh = res.mesh
+        u, s = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(s, dtype=np.float64))
+        left = np.ravel(u <= s)
+        x = np.where(left, np.ravel(u), np.ravel(s))
+        acc = np.empty(x.shape)
+        for sd in (0, 1):
+            sel = np.flatnonzero(left if sd == 0 else ~left)
+            if sel.size == 0:
+                continue
+            panels = np.flatnonzero(mesh.side == sd)
+            starts = np.concatenate([[0.0], np.cumsum(res.mass[panels])[:-1]])
+            j = np.clip(np.searchsorted(mesh.b[panels], x[sel], side="left"), 0, panels.size - 1)
+            p = panels[j]
+            a, b = mesh.a[p], mesh.b[p]
+            z = np.clip((2.0 * x[sel] - a - b) / (b - a), -1.0, 1.0)
+            coef = np.exp(res.r[p]) @ K.COEF.T  # Legendre coefficients of f, one row a point
+            acc[sel] = starts[j] + 0.5 * (b - a) * _integrated_legendre(coef, z)
+        acc = np.clip(acc, 0.0, 1.0)
+        G = np.where(left, acc, 1.0 - acc).reshape(u.shape)
+        Gc = np.where(left, 1.0 - acc, acc).reshape(u.shape)
+        return G, Gc
+
+    def ppf(self, q: Any) -> np.ndarray:
+        """Quantile of the policy in calibrated space (inverse of :meth:`cdf`)."""
+        q = unit_interval(q, "q")
+        lo = np.zeros(q.shape)
+        hi = np.ones(q.shape)
+        for _ in range(60):  # bisection to double precision on [0, 1]
+            mid = 0.5 * (lo + hi)
+            below = self.cdf(mid) < q
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def sample(self, rng: Any = None, size: int | tuple[int, ...] = 1) -> np.ndarray:
+        """Calibrated rewards u drawn from the policy (inverse-CDF sampling)."""
+        gen = np.random.default_rng(rng)
+        return self.ppf(gen.random(size))
+
+    def sample_rewards(self, rng: Any = None, size: int | tuple[int, ...] = 1) -> np.ndarray:
+        """Rewards drawn from the policy under its reward law (requires ``law``)."""
+        if self.law is None:
+            raise ValueError("sample_rewards needs the policy's law: tilt(..., law=ContinuousLaw)")
+        return self.law.ppf(self.sample(rng, size))
+
+
+def _integrated_legendre(coef: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """sum_j coef[:, j] * int_{-1}^{z} P_j for each row, by the three-term recurrence."""
+    n = coef.shape[1]
+    p_prev = np.ones_like(z)  # P_0
+    p_cur = z.copy()  # P_1
+    total = coef[:, 0] * (z + 1.0)
+    for j in range(1, n):
+        p_next = ((2 * j + 1) * z * p_cur - j * p_prev) / (j + 1)
+        total += coef[:, j] * (p_next - p_prev) / (2 * j + 1)
+        p_prev, p_cur = p_cur, p_next
+    return total
+
+
+Policy = DiscretePolicy | ContinuousPolicy
+
+
+def tilt(transform: Transform, beta: float, law: RewardLaw | None = None) -> Policy:
+    r"""The KL-regularised policy :math:`\pi \propto \pi_{\rm ref} \exp(\Phi(C)/\beta)`.
+
+    Parameters
+    ----------
+    transform : Transform
+        Phi, a function of the calibrated reward.
+    beta : float
+        KL strength, a finite number > 0.
+    law : DiscreteLaw, ContinuousLaw or None
+        The base reward law. ``None`` or a continuous law gives the model-agnostic continuous
+        policy; a discrete law gives exact masses on its levels (ties included).
+
+    Returns
+    -------
+    DiscretePolicy or ContinuousPolicy
+    """
+    if not isinstance(transform, Transform):
+        raise ValueError(f"transform must be a Transform, got {transform!r}")
+    beta = positive_finite(beta, "beta")
+    if law is None or isinstance(law, ContinuousLaw):
+        return ContinuousPolicy(transform, beta, law)
+    if not isinstance(law, DiscreteLaw):
+        raise ValueError(f"law must be a DiscreteLaw, ContinuousLaw or None, got {law!r}")
+    values, offsets = transform.pair_relative(*level_midpoints(law))
+    if np.any(np.isnan(values) | (values == np.inf)):
+        raise ValueError(f"transform {transform.name} is NaN or +inf at a level of the law")
+    if np.all(values == -np.inf):
+        raise ValueError(f"transform {transform.name} is -inf at every level of the law")
+    # Phi/beta up to a common constant, each value kept relative to the largest offset.
+    ell = values / beta + (offsets - offsets.max()) / beta
+    p = np.empty(law.n_levels)
+    r = np.empty(law.n_levels)
+    K.discrete_tilt(law.probs, ell, p, r)
+    return DiscretePolicy(law, p, r, transform, beta)
+
+
+_BASE = Custom(np.zeros_like, "base")
+
+
+def base_policy(law: RewardLaw | None = None) -> Policy:
+    """The base policy itself (KL 0) on ``law``'s calibrated space."""
+    if isinstance(law, DiscreteLaw):
+        return DiscretePolicy(law, law.probs.copy(), np.zeros(law.n_levels))
+    return tilt(_BASE, 1.0, law)
+
+
+@dataclass(frozen=True, eq=False)
+class _Pushforward(Transform):
+    """log of the density of T(pi): log g'(G(u)) + log f(u), used with beta = 1."""
+
+    procedure: OrderStatistic
+    policy: ContinuousPolicy
+
+    @property
+    def name(self) -> str:
+        return f"{self.procedure.name} of [{self.policy.transform.name}, beta={self.policy.beta:g}]"
+
+    def _log_density(self, u: np.ndarray, s: np.ndarray) -> np.ndarray:
+        G, Gc = self.policy._cdf_pair(u, s)
+        dg = np.empty(G.size)
+        K.cdf_map_prime_array(self.procedure.k, self.procedure.n, G.ravel(), Gc.ravel(), dg)
+        with np.errstate(divide="ignore"):
+            return np.log(dg.reshape(G.shape)) + self.policy._logpdf_pair(u, s)
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        return self._log_density(u, 1.0 - u)
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        return self._log_density(1.0 - s, s)
+
+
+def apply(procedure: OrderStatistic, policy: Policy) -> Policy:
+    r"""The policy of the response that ``procedure`` returns when it samples ``policy``.
+
+    Its level CDF is g(G): on a discrete law the level masses are g(P_j) - g(P_{j-1}), exact;
+    in the continuous case the density is :math:`g'(G(u))\, f(u)`, represented as a tilt with
+    beta = 1 (so Best-of-n of a Best-of-m policy is Best-of-(nm) to about 1e-13).
+    """
+    if not isinstance(procedure, OrderStatistic):
+        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    if isinstance(policy, DiscretePolicy):
+        out = np.empty(policy.law.n_levels)
+        K.discrete_level_masses(policy.probs, procedure.k, procedure.n, out)
+        return DiscretePolicy(policy.law, np.maximum(out, 0.0))
+    if not isinstance(policy, ContinuousPolicy):
+        raise ValueError(f"policy must be a DiscretePolicy or ContinuousPolicy, got {policy!r}")
+    if procedure.n == 1:
+        return policy
+    return ContinuousPolicy(_Pushforward(procedure, policy), 1.0, policy.law)

@@ -1,0 +1,248 @@
+r"""Reward transforms: functions Phi of the calibrated reward u in (0, 1).
+
+KL-regularised RL with a transform tilts the base by :math:`\exp(\Phi(C(y))/\beta)`. Adding a
+constant to Phi, or scaling Phi and beta together, leaves the policy unchanged, so transforms
+are compared at equal KL, never at equal beta.
+
+The families (DESIGN §4):
+
+* :class:`Identity`, :math:`\Phi(u) = u` -- calibrated RLHF, optimal for the standard win rate;
+* :class:`Log`, :math:`\Phi(u) = \log u` -- with :math:`\beta = 1/(N-1)` the tilt *is* the
+  Best-of-N policy, density :math:`N u^{N-1}`;
+* :class:`Exponential`, :math:`\Phi_t(u) = (e^{tu}-1)/(e^t-1)` for t != 0 and
+  :math:`\Phi_0(u) = u`: one increasing family for both signs of t. It is an increasing
+  affine image of the InfAlign paper's transforms :math:`e^{tu}` (t > 0, for Best-of-N) and
+  :math:`-e^{tu}` (t < 0, for Worst-of-N), so at equal KL the policies coincide; the paper's
+  :math:`\beta'` equals this library's :math:`\beta\,|e^t-1|` (see
+  :meth:`Exponential.paper_beta`);
+* :class:`Quantile`, :math:`\Phi(u) = D^{-1}(u)` -- the *raw* reward of a law D expressed in
+  calibrated space, so that standard RLHF on an uncalibrated reward sits on the same axes;
+* :class:`Custom` -- any vectorised callable.
+
+Accuracy near the ends
+----------------------
+The continuous engine evaluates a transform on two coordinates: u itself on (0, 1/2] and
+s = 1 - u on (0, 1/2], and asks on each side for Phi minus a fixed constant of the
+transform, its ``offsets`` (for example 1 next to u = 1 for the exponential family, whose
+values approach 1 there, and 1 on both sides when t < 0, where Phi is within e^{-|t|/2} of 1
+on the whole upper half). Differences of Phi/beta then keep full relative precision even
+for beta = 1e-9 and |t| = 1000.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._validate import real, unit_interval
+from .laws import ContinuousLaw, DiscreteLaw, RewardLaw
+
+
+class Transform(abc.ABC):
+    """A function of the calibrated reward, evaluated accurately near both ends of (0, 1)."""
+
+    @property
+    def offsets(self) -> tuple[float, float]:
+        """Constants added back to :meth:`_left` and :meth:`_right` to obtain Phi."""
+        return (0.0, 0.0)
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """Short label used in tables, legends and JSON."""
+
+    @abc.abstractmethod
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        """Phi(u) - offsets[0] for u in (0, 1/2]."""
+
+    @abc.abstractmethod
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        """Phi(1 - s) - offsets[1] for s in (0, 1/2]."""
+
+    def __call__(self, u: Any) -> np.ndarray:
+        """Phi(u), elementwise, for u in [0, 1]."""
+        u = unit_interval(u, "u")
+        return self.pair(u, 1.0 - u)
+
+    def pair(self, u: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """Phi at points given as the pair (u, s = 1 - u); the smaller entry is trusted."""
+        values, offsets = self.pair_relative(u, s)
+        return values + offsets
+
+    def pair_relative(self, u: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Phi at pairs (u, s) split as (value, offset): exact values, offsets from ``offsets``."""
+        u, s = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(s, dtype=np.float64))
+        values = np.empty(u.shape)
+        left = u <= s
+        if np.any(left):
+            values[left] = self._left(u[left])
+        if not np.all(left):
+            values[~left] = self._right(s[~left])
+        off_l, off_r = self.offsets
+        return values, np.where(left, off_l, off_r)
+
+
+@dataclass(frozen=True)
+class Identity(Transform):
+    r"""Calibrated RLHF: :math:`\Phi(u) = u`."""
+
+    @property
+    def offsets(self) -> tuple[float, float]:  # noqa: D102
+        return (0.0, 1.0)
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return "identity"
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        return u.copy()
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        return -s
+
+
+@dataclass(frozen=True)
+class Log(Transform):
+    r"""Best-of-N distillation: :math:`\Phi(u) = \log u`; beta = 1/(N-1) gives Best-of-N."""
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return "log"
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(u)
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        return np.log1p(-s)
+
+
+@dataclass(frozen=True)
+class Exponential(Transform):
+    r"""The exponential family :math:`\Phi_t(u) = (e^{tu} - 1)/(e^t - 1)`, :math:`\Phi_0(u) = u`.
+
+    Increasing for every t; t > 0 weights high rewards (suited to Best-of-N), t < 0 low ones
+    (suited to Worst-of-N). Evaluated in log space, so any finite t works (|t| = 1000 included).
+
+    Parameters
+    ----------
+    t : float
+        The exponent, any finite real.
+    """
+
+    t: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "t", real(self.t, "t"))
+
+    @property
+    def offsets(self) -> tuple[float, float]:  # noqa: D102
+        return (1.0, 1.0) if self.t < 0.0 else (0.0, 1.0)
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return f"exp(t={self.t:g})"
+
+    def paper_beta(self, beta: float) -> float:
+        r"""The beta' at which the paper's form (:math:`e^{tu}` or :math:`-e^{tu}`) gives this tilt.
+
+        :math:`\Phi_t = \mathrm{sign}(t)\,e^{tu}/|e^t - 1| + \text{const}`, so
+        :math:`\exp(\Phi_t/\beta) \propto \exp(\mathrm{sign}(t)\,e^{tu}/\beta')` with
+        :math:`\beta' = \beta\,|e^t - 1|` (inf when that overflows).
+        """
+        if self.t == 0.0:
+            return beta
+        with np.errstate(over="ignore"):
+            return float(beta * abs(math.expm1(self.t))) if abs(self.t) < 709 else math.inf
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        t = self.t
+        if t == 0.0:
+            return u.copy()
+        if t > 0.0:
+            # e^{-t(1-u)} (1 - e^{-tu}) / (1 - e^{-t}): no overflow for any t > 0.
+            return np.exp(-t * (1.0 - u)) * (np.expm1(-t * u) / math.expm1(-t))
+        tau = -t
+        # Phi - 1 = e^{-tau u} (e^{-tau s} - 1) / (1 - e^{-tau}), s = 1 - u >= 1/2.
+        return np.exp(-tau * u) * (np.expm1(-tau * (1.0 - u)) / -math.expm1(-tau))
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        t = self.t
+        if t == 0.0:
+            return -s
+        if t > 0.0:
+            # Phi - 1 = (e^{-ts} - 1) / (1 - e^{-t})
+            return np.expm1(-t * s) / -math.expm1(-t)
+        tau = -t
+        # Phi - 1 = -(e^{-tau u} - e^{-tau}) / (1 - e^{-tau}), the difference taken exactly.
+        with np.errstate(over="ignore", invalid="ignore"):
+            diff = np.where(
+                tau * s < 700.0,
+                math.exp(-tau) * np.expm1(np.minimum(tau * s, 700.0)),
+                np.exp(-tau * (1.0 - s)),
+            )
+        return diff / math.expm1(-tau)
+
+
+@dataclass(frozen=True, eq=False)
+class Quantile(Transform):
+    r"""The raw reward of ``law`` in calibrated space: :math:`\Phi(u) = D^{-1}(u)`.
+
+    Tilting by it is standard KL-RL on the *uncalibrated* reward with law D under the base.
+    On a discrete law the quantile of a level's midpoint is the level's reward value.
+    """
+
+    law: RewardLaw
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.law, DiscreteLaw | ContinuousLaw):
+            raise ValueError(f"law must be a DiscreteLaw or ContinuousLaw, got {self.law!r}")
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        law = self.law
+        label = law.name if isinstance(law, ContinuousLaw) else f"discrete[{law.n_levels}]"
+        return f"raw({label})"
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        return self.law.ppf(u)
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        return self.law.isf(s)
+
+
+@dataclass(frozen=True)
+class Custom(Transform):
+    """A user's transform: any vectorised callable u -> Phi(u) on numpy arrays.
+
+    Values may be -inf (zero weight) but never NaN or +inf. Near u = 1 the callable receives
+    u = 1 - s rounded to double precision.
+    """
+
+    fn: Callable[[np.ndarray], Any]
+    label: str = "custom"
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise ValueError(f"fn must be callable, got {self.fn!r}")
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return self.label
+
+    def _call(self, u: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.fn(u), dtype=np.float64)
+        if out.shape != u.shape:
+            out = np.broadcast_to(out, u.shape).copy()
+        return out
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        return self._call(u)
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        return self._call(1.0 - s)
