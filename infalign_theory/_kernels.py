@@ -155,18 +155,10 @@ def cdf_map(k, n, F, Fc):
     if n == 1:
         return F, Fc
     logF, logFc = log_pair(F, Fc)
-    if k == n:  # best of n: g = F^n
-        if F <= Fc:
-            v = math.exp(n * logF)
-            return v, 1.0 - v
-        vc = -math.expm1(n * logF)
-        return 1.0 - vc, vc
+    if k == n:  # best of n: g = F^n, 1 - g = -expm1(n log F); both exact given log F
+        return math.exp(n * logF), -math.expm1(n * logF)
     if k == 1:  # worst of n: 1 - g = (1 - F)^n
-        if Fc <= F:
-            vc = math.exp(n * logFc)
-            return 1.0 - vc, vc
-        v = -math.expm1(n * logFc)
-        return v, 1.0 - v
+        return -math.expm1(n * logFc), math.exp(n * logFc)
     return betainc_pair(float(k), float(n - k + 1), F, Fc)
 
 
@@ -219,8 +211,15 @@ def _shift(values, weights):
 
 @jit
 def discrete_tilt(q, ell, p_out, r_out):
-    """Tilt p_j ∝ q_j exp(ell_j); writes p and r = log(p/q); returns KL(p || q)."""
+    """Tilt p_j ∝ q_j exp(ell_j); writes p and r = log(p/q); returns KL(p || q).
+
+    The masses q are used as q / sum(q), so that a sum of one missed by rounding does not
+    leave an absolute error of 1e-17 in a KL of 1e-20.
+    """
     m = q.size
+    S = 0.0
+    for j in range(m):
+        S += q[j]
     c = _shift(ell, q)
     M = 0.0
     Z = 0.0
@@ -228,14 +227,15 @@ def discrete_tilt(q, ell, p_out, r_out):
         d = ell[j] - c
         M += q[j] * math.expm1(d)
         Z += q[j] * math.exp(d)
-    logZ = math.log1p(M) if abs(M) < 0.5 else math.log(Z)
+    M /= S
+    logZ = math.log1p(M) if abs(M) < 0.5 else math.log(Z / S)
     kl = 0.0
     for j in range(m):
         r = ell[j] - c - logZ
         r_out[j] = r
-        p_out[j] = q[j] * math.exp(r)
+        p_out[j] = q[j] / S * math.exp(r)
         kl += q[j] * kl_density(r)
-    return kl
+    return kl / S
 
 
 @jit
@@ -319,8 +319,8 @@ def discrete_level_masses(p, k, n, out):
 # Continuous calibrated space: a tilt exp(ell(u)) of Uniform[0, 1] on a panel mesh.
 # --------------------------------------------------------------------------------------
 # Layout of the `stats` vector written by `tilt_pass`.
-ST_LOGZ, ST_KL, ST_WSTD, ST_VAR, ST_CL, ST_CR, ST_MEAN = range(7)
-N_STATS = 7
+ST_LOGZ, ST_KL, ST_WSTD, ST_VAR, ST_CL, ST_CR, ST_MEAN, ST_FLOOR = range(8)
+N_STATS = 8
 
 
 @jit
@@ -383,9 +383,11 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
     else:
         c_l = max_l
         c_r = max_l + (off_l - off_r) * inv_beta
-    # Pass 2: normaliser.
+    # Pass 2: normaliser, with the weights' own sum W (1 up to rounding) divided out so
+    # that tiny KLs keep relative precision.
     M = 0.0
     Z = 0.0
+    W = 0.0
     for p in range(P):
         h = 0.5 * (b[p] - a[p])
         cs = c_l if side[p] == 0 else c_r
@@ -393,7 +395,9 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
             d = phi[p, i] * inv_beta - cs
             M += h * wi[i] * math.expm1(d)
             Z += h * wi[i] * math.exp(d)
-    logZ = math.log1p(M) if abs(M) < 0.5 else math.log(Z)
+            W += h * wi[i]
+    M /= W
+    logZ = math.log1p(M) if abs(M) < 0.5 else math.log(Z / W)
     # Pass 3: log-density, masses, KL, standard win rate.
     kl = 0.0
     wstd = 0.0
@@ -415,6 +419,9 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
             if fi > 0.0:
                 mean_r += w * fi * r
         mass_out[p] = mass
+    kl /= W
+    wstd /= W
+    mean_r /= W
     # Pass 4: variance of ell under the tilt (dKL/dlog(beta) = -Var) and the error flags:
     # a panel is split while the density or the KL integrand is not resolved to tolerance
     # above its rounding floor (ell = Phi/beta - c carries an error of about EPS(|ell|+|c|)).
@@ -422,6 +429,7 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
     g = np.empty(n)
     var = 0.0
     kl_tol = rtol * kl
+    floor = 0.0  # error left in panels that rounding keeps from resolving
     for p in range(P):
         h = 0.5 * (b[p] - a[p])
         cs = c_l if side[p] == 0 else c_r
@@ -441,15 +449,20 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
             if abs(r) * fi * err_r > noise_g:
                 noise_g = abs(r) * fi * err_r
         flags[p] = False
+        tail_f = h * _panel_tail(f, tail)
+        tail_g = h * _panel_tail(g, tail)
         if _splittable(a[p], b[p]):
-            if h * _panel_tail(f, tail) > rtol + 64.0 * h * noise_f:
+            if tail_f > rtol + 64.0 * h * noise_f:
                 flags[p] = True
-            elif h * _panel_tail(g, tail) > kl_tol + 64.0 * h * noise_g:
+            elif tail_g > kl_tol + 64.0 * h * noise_g:
                 flags[p] = True
+        if not flags[p] and (tail_f > rtol or tail_g > kl_tol):
+            floor += max(tail_f, tail_g / max(kl, 1.0))
     stats[ST_LOGZ] = logZ
     stats[ST_KL] = kl
     stats[ST_WSTD] = wstd
-    stats[ST_VAR] = var
+    stats[ST_VAR] = var / W
+    stats[ST_FLOOR] = floor
     stats[ST_CL] = c_l
     stats[ST_CR] = c_r
     stats[ST_MEAN] = mean_r
@@ -499,14 +512,16 @@ def win_pass(side, a, b, r, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, fla
     T is the k-th smallest of n applied to the tilt with log-density r, T' the kr-th
     smallest of nr applied to Uniform[0, 1].  A panel is flagged when the integrand is not
     resolved to ``atol`` above the level that the CDF's own error (``rtol_cdf``) allows.
+    Returns the win rate and the error left in panels where that floor stopped refinement.
     """
     P, m = r.shape
     G = np.empty((P, m))
     Gc = np.empty((P, m))
     cdf_at_nodes(side, a, b, r, cum, wi, G, Gc)
     vals = np.empty(m)
-    err_G = max(rtol_cdf, 64.0 * EPS)
+    err_G = max(rtol_cdf, 16.0 * EPS)
     w_total = 0.0
+    floor = 0.0
     for p in range(P):
         h = 0.5 * (b[p] - a[p])
         noise = 0.0
@@ -526,6 +541,9 @@ def win_pass(side, a, b, r, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, fla
             if sens > noise:
                 noise = sens
         flags[p] = False
-        if _splittable(a[p], b[p]) and h * _panel_tail(vals, tail) > atol + 64.0 * h * noise:
+        t = h * _panel_tail(vals, tail)
+        if _splittable(a[p], b[p]) and t > atol + 8.0 * h * noise:
             flags[p] = True
-    return w_total
+        elif t > atol:
+            floor += t
+    return w_total, floor

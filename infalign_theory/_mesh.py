@@ -40,6 +40,8 @@ from .transforms import Transform
 
 RTOL = 1e-14
 ATOL_WIN = 1e-14
+#: Refuse a result when rounding leaves more than this error in it.
+MAX_FLOOR = 1e-8
 #: Panels touching an end are not refined below this width (2**-1000).
 X_FLOOR = 2.0**-1000
 MAX_ROUNDS = 400
@@ -124,7 +126,7 @@ def split(mesh: Mesh, flags: np.ndarray, transform: Transform) -> Mesh:
     with np.errstate(divide="ignore"):
         ratio = np.where(a > 0.0, b / np.where(a > 0.0, a, 1.0), np.inf)
     mid = np.where(
-        a == 0.0, b / 256.0, np.where(ratio > 4.0, np.sqrt(a * b), 0.5 * (a + b))
+        a == 0.0, b / 256.0, np.where(ratio > 4.0, np.sqrt(a) * np.sqrt(b), 0.5 * (a + b))
     )
     new_a = np.stack([a, mid], axis=1).ravel()
     new_b = np.stack([mid, b], axis=1).ravel()
@@ -164,12 +166,22 @@ def _refuse_if_at_floor(mesh: Mesh, flags: np.ndarray, beta: float, transform: T
         raise ValueError(
             f"the tilt by {transform.name} at beta = {beta:g} puts non-negligible mass within "
             f"1e-301 of {end}, beyond double precision, or is not normalisable (for a raw "
-            "reward, E[exp(r / beta)] is infinite or astronomically large); use a larger beta"
+            "reward, E[exp(r / beta)] is infinite); use a larger beta"
         )
     if mesh.size > MAX_PANELS:
         raise RuntimeError(
             f"the tilt by {transform.name} at beta = {beta:g} needs more than {MAX_PANELS} "
             "quadrature panels; the transform is too irregular to integrate"
+        )
+
+
+def _refuse_if_imprecise(floor: float, beta: float, transform: Transform) -> None:
+    if floor > MAX_FLOOR:
+        raise ValueError(
+            f"the tilt by {transform.name} at beta = {beta:g} cannot be computed in double "
+            f"precision (rounding leaves an error of about {floor:.1g}): Phi/beta takes "
+            "astronomically large values, or the tilt is not normalisable (for a raw reward, "
+            "E[exp(r / beta)] is infinite); use a larger beta"
         )
 
 
@@ -188,6 +200,7 @@ def resolve_tilt(transform: Transform, beta: float, mesh: Mesh | None = None) ->
             K.XI, K.WI, K.TAIL, r, mass, flags, stats,
         )  # fmt: skip
         if not flags.any():
+            _refuse_if_imprecise(stats[K.ST_FLOOR], beta, transform)
             return Resolved(mesh, r, mass, stats, rounds)
         _refuse_if_at_floor(mesh, flags, beta, transform)
         mesh = split(mesh, flags, transform)
@@ -202,12 +215,13 @@ def resolve_win(
     for _ in range(MAX_ROUNDS):
         mesh = res.mesh
         flags = np.empty(mesh.size, dtype=np.bool_)
-        w = K.win_pass(
+        w, floor = K.win_pass(
             mesh.side, mesh.a, mesh.b, res.r, k, n, kr, nr, ATOL_WIN, RTOL,
             K.XI, K.WI, K.CUM, K.TAIL, flags,
         )  # fmt: skip
         if not flags.any():
-            return float(w), res
+            _refuse_if_imprecise(floor, beta, transform)
+            return min(max(float(w), 0.0), 1.0), res
         _refuse_if_at_floor(mesh, flags, beta, transform)
         res = resolve_tilt(transform, beta, split(mesh, flags, transform))
     raise RuntimeError(f"the win rate of the tilt by {transform.name} did not resolve")

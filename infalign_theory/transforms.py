@@ -75,7 +75,12 @@ class Transform(abc.ABC):
         return values + offsets
 
     def pair_relative(self, u: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Phi at pairs (u, s) split as (value, offset): exact values, offsets from ``offsets``."""
+        """Phi at pairs (u, s) split as (value, offset), value = Phi - offset.
+
+        Each point uses the representation whose value is smaller in magnitude -- the one
+        relative to the nearer offset -- so that values of Phi close to either offset keep
+        their relative precision (both formulas are valid on all of (0, 1)).
+        """
         u, s = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(s, dtype=np.float64))
         values = np.empty(u.shape)
         left = u <= s
@@ -84,6 +89,18 @@ class Transform(abc.ABC):
         if not np.all(left):
             values[~left] = self._right(s[~left])
         off_l, off_r = self.offsets
+        if off_l != off_r:
+            with np.errstate(invalid="ignore"):
+                # value as it reads from the other offset; move where that is smaller
+                other = np.where(left, values + off_l - off_r, values + off_r - off_l)
+                move = np.abs(other) < np.abs(values)
+            to_left = move & ~left
+            to_right = move & left
+            if np.any(to_left):
+                values[to_left] = self._left(u[to_left])
+            if np.any(to_right):
+                values[to_right] = self._right(s[to_right])
+            left = (left & ~to_right) | to_left
         return values, np.where(left, off_l, off_r)
 
 
@@ -179,13 +196,12 @@ class Exponential(Transform):
             # Phi - 1 = (e^{-ts} - 1) / (1 - e^{-t})
             return np.expm1(-t * s) / -math.expm1(-t)
         tau = -t
-        # Phi - 1 = -(e^{-tau u} - e^{-tau}) / (1 - e^{-tau}), the difference taken exactly.
-        with np.errstate(over="ignore", invalid="ignore"):
-            diff = np.where(
-                tau * s < 700.0,
-                math.exp(-tau) * np.expm1(np.minimum(tau * s, 700.0)),
-                np.exp(-tau * (1.0 - s)),
-            )
+        # Phi - 1 = -(e^{-tau u} - e^{-tau}) / (1 - e^{-tau}), the difference taken exactly:
+        # e^{-tau} (e^{tau s} - 1), or e^{-tau u} (1 - e^{-tau s}) where e^{-tau} underflows.
+        if tau < 700.0:
+            diff = math.exp(-tau) * np.expm1(tau * s)
+        else:
+            diff = np.exp(-tau * (1.0 - s)) * -np.expm1(-tau * s)
         return diff / math.expm1(-tau)
 
 
