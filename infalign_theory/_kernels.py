@@ -435,6 +435,10 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
         cs = c_l if side[p] == 0 else c_r
         noise_f = 0.0
         noise_g = 0.0
+        top = -np.inf
+        for i in range(n):
+            top = max(top, r_out[p, i])
+        rel_err = 0.0  # relative rounding of f where f matters on this panel
         for i in range(n):
             r = r_out[p, i]
             fi = math.exp(r)
@@ -444,10 +448,17 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
                 d = r - mean_r
                 var += h * wi[i] * fi * d * d
             err_r = 4.0 * EPS * (1.0 + abs(phi[p, i] * inv_beta) + abs(cs))
+            if r > top - 40.0 and err_r > rel_err:
+                rel_err = err_r
             if fi * err_r > noise_f:
                 noise_f = fi * err_r
             if abs(r) * fi * err_r > noise_g:
                 noise_g = abs(r) * fi * err_r
+        # Rounding may stop refinement only where it is small in relative terms; where it is
+        # large, the nodes sit at huge |Phi/beta| and splitting moves them where it is not.
+        if rel_err > 1e-6:
+            noise_f = 0.0
+            noise_g = 0.0
         flags[p] = False
         tail_f = h * _panel_tail(f, tail)
         tail_g = h * _panel_tail(g, tail)

@@ -1,0 +1,87 @@
+"""Solving for beta at a target KL, and trade-off curves."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from cases import DISCRETE_LAWS
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import discrete_laws, reward_laws, transforms
+
+import infalign_theory as ia
+
+
+@given(transforms(), st.floats(1e-6, 5.0), reward_laws())
+def test_beta_for_kl_round_trips(tr, target, law):
+    if law is not None and target >= ia.kl_limit(tr, law):
+        with pytest.raises(ValueError, match="kl must be in"):
+            ia.beta_for_kl(tr, target, law=law)
+        return
+    beta = ia.beta_for_kl(tr, target, law=law)
+    assert ia.kl(ia.tilt(tr, beta, law)) == pytest.approx(target, rel=1e-11)
+
+
+@pytest.mark.parametrize("target", [1e-12, 1e-3, 1.0, 20.0, 200.0])
+def test_beta_for_kl_over_a_wide_range(target):
+    beta = ia.beta_for_kl(ia.Identity(), target)
+    assert ia.kl(ia.tilt(ia.Identity(), beta)) == pytest.approx(target, rel=1e-11)
+
+
+def test_slowly_saturating_transform_still_solves():
+    # exp(t = -50) reaches KL 0.5 only at beta ~ 2e-9: Phi is within e^-25 of 1 on [1/2, 1].
+    beta = ia.beta_for_kl(ia.Exponential(-50.0), 0.5)
+    assert beta == pytest.approx(1.84e-9, rel=0.01)
+    assert ia.kl(ia.tilt(ia.Exponential(-50.0), beta)) == pytest.approx(0.5, rel=1e-11)
+
+
+def test_out_of_reach_targets_are_refused_with_the_limit():
+    law = DISCRETE_LAWS["three-levels"]
+    # The top level has mass 0.2: the KL of any tilt is below -log 0.2.
+    assert ia.kl_limit(ia.Identity(), law) == pytest.approx(-math.log(0.2))
+    with pytest.raises(ValueError, match=r"kl must be in \(0, 1.6094379124"):
+        ia.beta_for_kl(ia.Identity(), 2.0, law=law)
+    flat_top = ia.Custom(lambda u: np.minimum(u, 0.9), "flat-top")  # limit -log 0.1 = 2.30
+    with pytest.raises(ValueError, match="out of reach"):
+        ia.beta_for_kl(flat_top, 3.0)
+    assert ia.kl(ia.tilt(flat_top, ia.beta_for_kl(flat_top, 2.0))) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="constant"):
+        ia.beta_for_kl(ia.Custom(lambda u: 0 * u, "zero"), 0.1)
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="kl must be a finite"):
+            ia.beta_for_kl(ia.Identity(), bad)
+
+
+@given(discrete_laws(ties=True), transforms())
+def test_discrete_curves_increase_in_kl(law, tr):
+    limit = ia.kl_limit(tr, law)
+    kls = np.linspace(0.0, 0.95 * limit, 6) if limit > 0 else [0.0]
+    curve = ia.tradeoff_curve(tr, ia.best_of(2), law=law, kls=kls)
+    assert np.all(np.diff(curve.kl) > -1e-12)
+    assert np.all(np.diff(curve.standard_win_rate) > -1e-12)
+
+
+def test_curve_over_kls_and_betas_agree():
+    tr, proc = ia.Exponential(10.0), ia.worst_of(4)
+    by_kl = ia.tradeoff_curve(tr, proc, kls=[0.0, 0.5, 1.0, 2.0])
+    assert by_kl.beta[0] == math.inf and by_kl.kl[0] == 0.0
+    assert by_kl.win_rate[0] == pytest.approx(0.5, abs=1e-15)
+    by_beta = ia.tradeoff_curve(tr, proc, betas=by_kl.beta[1:])
+    np.testing.assert_allclose(by_beta.kl, [0.5, 1.0, 2.0], rtol=1e-11)
+    np.testing.assert_allclose(by_beta.win_rate, by_kl.win_rate[1:], atol=1e-14)
+    d = by_kl.to_dict()
+    assert d["beta"][0] is None and d["procedure"] == "worst-of-4" and len(d["kl"]) == 4
+
+
+def test_curve_arguments_are_checked():
+    tr, proc = ia.Identity(), ia.best_of(2)
+    with pytest.raises(ValueError, match="exactly one of betas and kls"):
+        ia.tradeoff_curve(tr, proc)
+    with pytest.raises(ValueError, match="betas must be numbers > 0"):
+        ia.tradeoff_curve(tr, proc, betas=[1.0, -1.0])
+    with pytest.raises(ValueError, match="kls must be finite numbers >= 0"):
+        ia.tradeoff_curve(tr, proc, kls=[math.nan])
+    with pytest.raises(ValueError, match="against must be one of"):
+        ia.tradeoff_curve(tr, proc, kls=[1.0], against="base")
