@@ -51,28 +51,25 @@ del _j
 # --------------------------------------------------------------------------------------
 # Scalar helpers.
 # --------------------------------------------------------------------------------------
-@jit
-def kl_density(r):
-    """phi(r) = 1 + (r - 1) e^r >= 0, so that KL(p || q) = E_q[phi(log p/q)].
+# phi(r) = sum_{k>=2} (k - 1) r^k / k!, truncated where the next term is below 1e-24 at |r| = 1/2.
+_PHI_SERIES = np.array([(k - 1) / math.factorial(k) for k in range(2, 22)])
 
-    Accurate for all r: a Taylor series near 0, where the direct form cancels.
+
+@jit
+def kl_density(r, er):
+    """phi(r) = 1 + (r - 1) e^r >= 0, given er = e^r, so that KL(p || q) = E_q[phi(log p/q)].
+
+    Accurate for all r: a Taylor polynomial for |r| < 1/2, where the direct form cancels
+    (the cancellation left beyond is a factor below 6).
     """
-    if r < -745.0:
+    if er == 0.0:
         return 1.0
-    if abs(r) < 0.25:
-        # phi(r) = sum_{k>=2} (k - 1) r^k / k!
-        term = r * r / 2.0
-        total = term
-        k = 2
-        while True:
-            term *= r / (k + 1)
-            k += 1
-            add = term * (k - 1)
-            total += add
-            if abs(add) <= 1e-18 * abs(total) or k > 40:
-                break
-        return total
-    return r * math.exp(r) - math.expm1(r)
+    if abs(r) < 0.5:
+        acc = 0.0
+        for j in range(_PHI_SERIES.size - 1, -1, -1):
+            acc = acc * r + _PHI_SERIES[j]
+        return acc * r * r
+    return 1.0 + (r - 1.0) * er
 
 
 @jit
@@ -234,7 +231,7 @@ def discrete_tilt(q, ell, p_out, r_out):
         r = ell[j] - c - logZ
         r_out[j] = r
         p_out[j] = q[j] / S * math.exp(r)
-        kl += q[j] * kl_density(r)
+        kl += q[j] * kl_density(r, math.exp(r))
     return kl / S
 
 
@@ -246,7 +243,7 @@ def discrete_kl(q, r):
     """
     kl = 0.0
     for j in range(q.size):
-        kl += q[j] * kl_density(r[j])
+        kl += q[j] * kl_density(r[j], math.exp(r[j]))
     return kl
 
 
@@ -316,11 +313,64 @@ def discrete_level_masses(p, k, n, out):
 
 
 # --------------------------------------------------------------------------------------
-# Continuous calibrated space: a tilt exp(ell(u)) of Uniform[0, 1] on a panel mesh.
+# Built-in transforms, evaluated inside the kernels (transforms.py calls these as well).
+# --------------------------------------------------------------------------------------
+T_IDENTITY, T_LOG, T_EXP, T_ZERO = 0, 1, 2, 3
+
+
+@jit
+def builtin_offsets(kind, t):
+    """The constants (side 0, side 1) that values of a built-in transform are relative to."""
+    if kind == T_IDENTITY:
+        return 0.0, 1.0
+    if kind == T_EXP:
+        if t < 0.0:
+            return 1.0, 1.0
+        return 0.0, 1.0
+    return 0.0, 0.0
+
+
+@jit
+def builtin_value(kind, t, x, side):
+    """Phi minus the side's offset at x = u (side 0) or x = s = 1 - u (side 1)."""
+    if kind == T_ZERO:
+        return 0.0
+    if kind == T_LOG:
+        if side == 0:
+            return math.log(x) if x > 0.0 else -np.inf
+        return math.log1p(-x) if x < 1.0 else -np.inf
+    if kind == T_IDENTITY or t == 0.0:
+        return x if side == 0 else -x
+    if t > 0.0:
+        if side == 0:  # e^{-t(1-u)} (1 - e^{-tu}) / (1 - e^{-t}): no overflow for any t
+            return math.exp(-t * (1.0 - x)) * (math.expm1(-t * x) / math.expm1(-t))
+        return math.expm1(-t * x) / -math.expm1(-t)  # Phi - 1
+    tau = -t
+    if side == 0:  # Phi - 1 = e^{-tau u} (e^{-tau (1-u)} - 1) / (1 - e^{-tau})
+        return math.exp(-tau * x) * (math.expm1(-tau * (1.0 - x)) / -math.expm1(-tau))
+    # Phi - 1 = -(e^{-tau u} - e^{-tau}) / (1 - e^{-tau}), the difference taken exactly:
+    # e^{-tau} (e^{tau s} - 1), or e^{-tau u} (1 - e^{-tau s}) where e^{-tau} underflows.
+    if tau < 700.0:
+        diff = math.exp(-tau) * math.expm1(tau * x)
+    else:
+        diff = math.exp(-tau * (1.0 - x)) * -math.expm1(-tau * x)
+    return diff / math.expm1(-tau)
+
+
+@jit
+def builtin_array(kind, t, x, side, out):
+    for i in range(x.size):
+        out[i] = builtin_value(kind, t, x[i], side)
+
+
+# --------------------------------------------------------------------------------------
+# Continuous calibrated space: a tilt exp(Phi(u)/beta) of Uniform[0, 1] on a panel mesh.
 # --------------------------------------------------------------------------------------
 # Layout of the `stats` vector written by `tilt_pass`.
 ST_LOGZ, ST_KL, ST_WSTD, ST_VAR, ST_CL, ST_CR, ST_MEAN, ST_FLOOR = range(8)
 N_STATS = 8
+# What one refinement round concluded.
+DONE, SPLIT, AT_FLOOR, IMPRECISE, TOO_BIG, NO_CONVERGENCE = range(6)
 
 
 @jit
@@ -374,17 +424,19 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
     top_l = max_l + ol
     top_r = max_r + orr
     top = max(top_l, top_r)
-    if np.isfinite(mean) and top - mean <= 1.0:
+    small = np.isfinite(mean) and top - mean <= 1.0
+    if small:  # the mean keeps tiny tilts (large beta) exact to relative precision
         c_l = mean - ol
         c_r = mean - orr
-    elif top_r >= top_l:
+    elif top_r >= top_l:  # the maximum prevents overflow
         c_r = max_r
         c_l = max_r + (off_r - off_l) * inv_beta
     else:
         c_l = max_l
         c_r = max_l + (off_l - off_r) * inv_beta
-    # Pass 2: normaliser, with the weights' own sum W (1 up to rounding) divided out so
+    # Pass 2: the normaliser, with the weights' own sum W (1 up to rounding) divided out so
     # that tiny KLs keep relative precision.
+    f = np.empty((P, n))
     M = 0.0
     Z = 0.0
     W = 0.0
@@ -393,12 +445,17 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
         cs = c_l if side[p] == 0 else c_r
         for i in range(n):
             d = phi[p, i] * inv_beta - cs
-            M += h * wi[i] * math.expm1(d)
-            Z += h * wi[i] * math.exp(d)
-            W += h * wi[i]
-    M /= W
-    logZ = math.log1p(M) if abs(M) < 0.5 else math.log(Z / W)
-    # Pass 3: log-density, masses, KL, standard win rate.
+            w = h * wi[i]
+            e = math.exp(d)
+            f[p, i] = e
+            Z += w * e
+            W += w
+            if small:
+                M += w * math.expm1(d)
+    logZ = math.log1p(M / W) if small else math.log(Z / W)
+    scale = math.exp(-logZ)
+    # Pass 3: log-density, density, KL integrand phi(log f), and the totals.
+    g = np.empty((P, n))
     kl = 0.0
     wstd = 0.0
     mean_r = 0.0
@@ -409,12 +466,15 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
         for i in range(n):
             r = phi[p, i] * inv_beta - cs - logZ
             r_out[p, i] = r
-            fi = math.exp(r)
+            fi = f[p, i] * scale
+            f[p, i] = fi
+            gi = kl_density(r, fi)
+            g[p, i] = gi
             x = a[p] + h * (1.0 + xi[i])
             u = x if side[p] == 0 else 1.0 - x
             w = h * wi[i]
             mass += w * fi
-            kl += w * kl_density(r)
+            kl += w * gi
             wstd += w * u * fi
             if fi > 0.0:
                 mean_r += w * fi * r
@@ -425,8 +485,6 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
     # Pass 4: variance of ell under the tilt (dKL/dlog(beta) = -Var) and the error flags:
     # a panel is split while the density or the KL integrand is not resolved to tolerance
     # above its rounding floor (ell = Phi/beta - c carries an error of about EPS(|ell|+|c|)).
-    f = np.empty(n)
-    g = np.empty(n)
     var = 0.0
     kl_tol = rtol * kl
     floor = 0.0  # error left in panels that rounding keeps from resolving
@@ -441,9 +499,7 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
         rel_err = 0.0  # relative rounding of f where f matters on this panel
         for i in range(n):
             r = r_out[p, i]
-            fi = math.exp(r)
-            f[i] = fi
-            g[i] = kl_density(r)
+            fi = f[p, i]
             if fi > 0.0:
                 d = r - mean_r
                 var += h * wi[i] * fi * d * d
@@ -460,8 +516,8 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
             noise_f = 0.0
             noise_g = 0.0
         flags[p] = False
-        tail_f = h * _panel_tail(f, tail)
-        tail_g = h * _panel_tail(g, tail)
+        tail_f = h * _panel_tail(f[p], tail)
+        tail_g = h * _panel_tail(g[p], tail)
         if _splittable(a[p], b[p]):
             if tail_f > rtol + 64.0 * h * noise_f:
                 flags[p] = True
@@ -473,11 +529,10 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
     stats[ST_KL] = kl
     stats[ST_WSTD] = wstd
     stats[ST_VAR] = var / W
-    stats[ST_FLOOR] = floor
     stats[ST_CL] = c_l
     stats[ST_CR] = c_r
     stats[ST_MEAN] = mean_r
-    return kl
+    stats[ST_FLOOR] = floor
 
 
 @jit
@@ -517,6 +572,41 @@ def cdf_at_nodes(side, a, b, r, cum, wi, G, Gc):
 
 
 @jit
+def _complement(k, n, F, Fc):
+    """1 - g(F) for the k-th smallest of n, taking only the logarithm it needs."""
+    F = min(max(F, 0.0), 1.0)  # a CDF accumulated by quadrature may stray by a rounding
+    Fc = min(max(Fc, 0.0), 1.0)
+    if n == 1:
+        return Fc
+    if k == n:  # 1 - F^n
+        if F <= Fc:
+            return 1.0 if F == 0.0 else -math.expm1(n * math.log(F))
+        return -math.expm1(n * math.log1p(-Fc))
+    if k == 1:  # (1 - F)^n
+        if Fc <= F:
+            return 0.0 if Fc == 0.0 else math.exp(n * math.log(Fc))
+        return math.exp(n * math.log1p(-F))
+    return betainc_pair(float(k), float(n - k + 1), F, Fc)[1]
+
+
+@jit
+def _slope(k, n, lg, F, Fc):
+    """g'(F) for the k-th smallest of n, with lg = -log B(k, n - k + 1)."""
+    if n == 1:
+        return 1.0
+    F = min(max(F, 0.0), 1.0)
+    Fc = min(max(Fc, 0.0), 1.0)
+    if (k > 1 and F == 0.0) or (n > k and Fc == 0.0):
+        return 0.0
+    lslope = lg
+    if k > 1:
+        lslope += (k - 1) * (math.log(F) if F <= Fc else math.log1p(-Fc))
+    if n > k:
+        lslope += (n - k) * (math.log(Fc) if Fc <= F else math.log1p(-F))
+    return math.exp(lslope)
+
+
+@jit
 def win_pass(side, a, b, r, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, flags):
     """W(T(pi) ≻ T'(base)) = int_0^1 (1 - g(G(u))) g_ref'(u) du on the mesh, with flags.
 
@@ -529,32 +619,143 @@ def win_pass(side, a, b, r, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, fla
     G = np.empty((P, m))
     Gc = np.empty((P, m))
     cdf_at_nodes(side, a, b, r, cum, wi, G, Gc)
+    lg = -_lbeta(float(k), float(n - k + 1))
+    lgr = -_lbeta(float(kr), float(nr - kr + 1))
     vals = np.empty(m)
+    dref = np.empty(m)
     err_G = max(rtol_cdf, 16.0 * EPS)
     w_total = 0.0
     floor = 0.0
     for p in range(P):
         h = 0.5 * (b[p] - a[p])
-        noise = 0.0
         for i in range(m):
             x = a[p] + h * (1.0 + xi[i])
             if side[p] == 0:
-                u = x
-                s = 1.0 - x
+                dref[i] = _slope(kr, nr, lgr, x, 1.0 - x)
             else:
-                u = 1.0 - x
-                s = x
-            _, gc = cdf_map(k, n, G[p, i], Gc[p, i])
-            dref = cdf_map_prime(kr, nr, u, s)
-            vals[i] = gc * dref
+                dref[i] = _slope(kr, nr, lgr, 1.0 - x, x)
+            vals[i] = _complement(k, n, G[p, i], Gc[p, i]) * dref[i]
             w_total += h * wi[i] * vals[i]
-            sens = cdf_map_prime(k, n, G[p, i], Gc[p, i]) * dref * err_G
-            if sens > noise:
-                noise = sens
         flags[p] = False
         t = h * _panel_tail(vals, tail)
+        if t <= atol:
+            continue
+        # How much of the tail the CDF's own error can explain: |d(integrand)/dG| err_G.
+        noise = 0.0
+        for i in range(m):
+            noise = max(noise, _slope(k, n, lg, G[p, i], Gc[p, i]) * dref[i] * err_G)
         if _splittable(a[p], b[p]) and t > atol + 8.0 * h * noise:
             flags[p] = True
-        elif t > atol:
+        else:
             floor += t
     return w_total, floor
+
+
+@jit
+def refine_round(side, a, b, phi, off_l, off_r, beta, k, n, kr, nr, rtol, atol, max_floor,
+                 x_floor, max_panels, xi, wi, tail, cum, r, mass, flags, stats, win):
+    """One refinement round: the tilt pass, then (once the tilt is resolved, and if n > 0)
+    the win-rate pass. Returns DONE, SPLIT (``flags`` marks the panels) or why it stopped;
+    ``win`` receives (win rate, its rounding floor, the side of a panel stuck at the floor).
+    """
+    tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r, mass, flags, stats)
+    if not np.any(flags):
+        if stats[ST_FLOOR] > max_floor:
+            return IMPRECISE
+        if n == 0:
+            return DONE
+        w, floor = win_pass(side, a, b, r, k, n, kr, nr, atol, rtol, xi, wi, cum, tail, flags)
+        win[0] = w
+        win[1] = floor
+        if not np.any(flags):
+            return IMPRECISE if floor > max_floor else DONE
+    for p in range(a.size):
+        if flags[p] and a[p] == 0.0 and b[p] <= x_floor:
+            win[2] = side[p]
+            return AT_FLOOR
+    if a.size > max_panels:
+        return TOO_BIG
+    return SPLIT
+
+
+@jit
+def split_panels(side, a, b, phi, flags):
+    """Split the flagged panels in two, keeping the order; new panels are marked ``fresh``.
+
+    A panel [0, b] touching an end splits at b/256, one with b > 4a at sqrt(ab) (computed
+    as sqrt(a) sqrt(b), which cannot underflow), any other at its midpoint. The Phi rows of
+    fresh panels are left for the caller to fill.
+    """
+    P, n = phi.shape
+    m = P
+    for p in range(P):
+        if flags[p]:
+            m += 1
+    side2 = np.empty(m, dtype=side.dtype)
+    a2 = np.empty(m)
+    b2 = np.empty(m)
+    phi2 = np.empty((m, n))
+    fresh = np.zeros(m, dtype=np.bool_)
+    j = 0
+    for p in range(P):
+        if flags[p]:
+            lo = a[p]
+            hi = b[p]
+            if lo == 0.0:
+                mid = hi / 256.0
+            elif hi > 4.0 * lo:
+                mid = math.sqrt(lo) * math.sqrt(hi)
+            else:
+                mid = 0.5 * (lo + hi)
+            side2[j] = side[p]
+            side2[j + 1] = side[p]
+            a2[j] = lo
+            b2[j] = mid
+            a2[j + 1] = mid
+            b2[j + 1] = hi
+            fresh[j] = True
+            fresh[j + 1] = True
+            j += 2
+        else:
+            side2[j] = side[p]
+            a2[j] = a[p]
+            b2[j] = b[p]
+            for i in range(n):
+                phi2[j, i] = phi[p, i]
+            j += 1
+    return side2, a2, b2, phi2, fresh
+
+
+@jit
+def builtin_fill(kind, t, side, a, b, phi, fresh, xi):
+    """Phi of a built-in transform at the nodes of the fresh panels."""
+    P, n = phi.shape
+    for p in range(P):
+        if fresh[p]:
+            h = 0.5 * (b[p] - a[p])
+            for i in range(n):
+                phi[p, i] = builtin_value(kind, t, a[p] + h * (1.0 + xi[i]), side[p])
+
+
+@jit
+def resolve_builtin(kind, t, side, a, b, phi, beta, k, n, kr, nr, rtol, atol, max_floor,
+                    x_floor, max_panels, max_rounds, xi, wi, tail, cum):
+    """The whole refinement for a built-in transform, in one call (see ``refine_round``)."""
+    off_l, off_r = builtin_offsets(kind, t)
+    stats = np.zeros(N_STATS)
+    win = np.zeros(3)
+    status = NO_CONVERGENCE
+    for _ in range(max_rounds):
+        P = a.size
+        r = np.empty((P, NODES))
+        mass = np.empty(P)
+        flags = np.zeros(P, dtype=np.bool_)
+        status = refine_round(side, a, b, phi, off_l, off_r, beta, k, n, kr, nr, rtol, atol,
+                              max_floor, x_floor, max_panels, xi, wi, tail, cum, r, mass,
+                              flags, stats, win)
+        if status != SPLIT:
+            return status, side, a, b, phi, r, mass, stats, win
+        side, a, b, phi, fresh = split_panels(side, a, b, phi, flags)
+        builtin_fill(kind, t, side, a, b, phi, fresh, xi)
+    r = np.empty((a.size, NODES))
+    return NO_CONVERGENCE, side, a, b, phi, r, np.empty(a.size), stats, win

@@ -84,8 +84,8 @@ def win_rate(policy: Policy, procedure: OrderStatistic, *, against: str = "proce
         return float(K.discrete_win_rate(policy.probs, policy.law.probs, k, n, kr, nr))
     key = (k, n, kr, nr)
     if key not in policy._win_cache:
-        w, _ = _mesh.resolve_win(policy._resolved, policy.transform, policy.beta, k, n, kr, nr)
-        policy._win_cache[key] = w
+        res = _mesh.resolve(policy.transform, policy.beta, key, start=policy._resolved.mesh)
+        policy._win_cache[key] = res.win_rate
     return float(policy._win_cache[key])
 
 

@@ -31,7 +31,7 @@ from ._validate import finite_array, positive_finite, unit_interval
 from .calibration import level_midpoints
 from .laws import PROB_SUM_TOL, ContinuousLaw, DiscreteLaw, RewardLaw
 from .procedures import OrderStatistic
-from .transforms import Custom, Transform
+from .transforms import Transform, Zero
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,7 +109,7 @@ class ContinuousPolicy:
     _win_cache: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_resolved", _mesh.resolve_tilt(self.transform, self.beta))
+        object.__setattr__(self, "_resolved", _mesh.resolve(self.transform, self.beta))
 
     # -- densities ------------------------------------------------------------------
     def logpdf(self, u: Any) -> np.ndarray:
@@ -244,14 +244,11 @@ def tilt(transform: Transform, beta: float, law: RewardLaw | None = None) -> Pol
     return DiscretePolicy(law, p, r, transform, beta)
 
 
-_BASE = Custom(np.zeros_like, "base")
-
-
 def base_policy(law: RewardLaw | None = None) -> Policy:
     """The base policy itself (KL 0) on ``law``'s calibrated space."""
     if isinstance(law, DiscreteLaw):
         return DiscretePolicy(law, law.probs.copy(), np.zeros(law.n_levels))
-    return tilt(_BASE, 1.0, law)
+    return tilt(Zero(), 1.0, law)
 
 
 @dataclass(frozen=True, eq=False)

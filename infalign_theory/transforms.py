@@ -35,10 +35,11 @@ import abc
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from . import _kernels as K
 from ._validate import real, unit_interval
 from .laws import ContinuousLaw, DiscreteLaw, RewardLaw
 
@@ -104,43 +105,57 @@ class Transform(abc.ABC):
         return values, np.where(left, off_l, off_r)
 
 
-@dataclass(frozen=True)
-class Identity(Transform):
-    r"""Calibrated RLHF: :math:`\Phi(u) = u`."""
+class _Builtin(Transform):
+    """A transform whose formulas live in the kernels (one implementation, used everywhere)."""
+
+    kernel: ClassVar[int]
+
+    @property
+    def kernel_param(self) -> float:
+        """The transform's parameter as the kernels take it."""
+        return 0.0
 
     @property
     def offsets(self) -> tuple[float, float]:  # noqa: D102
-        return (0.0, 1.0)
+        return K.builtin_offsets(self.kernel, self.kernel_param)
+
+    def _evaluate(self, x: np.ndarray, side: int) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        out = np.empty(x.shape)
+        K.builtin_array(self.kernel, self.kernel_param, x.ravel(), side, out.reshape(-1))
+        return out
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        return self._evaluate(u, 0)
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        return self._evaluate(s, 1)
+
+
+@dataclass(frozen=True)
+class Identity(_Builtin):
+    r"""Calibrated RLHF: :math:`\Phi(u) = u`."""
+
+    kernel: ClassVar[int] = K.T_IDENTITY
 
     @property
     def name(self) -> str:  # noqa: D102
         return "identity"
 
-    def _left(self, u: np.ndarray) -> np.ndarray:
-        return u.copy()
-
-    def _right(self, s: np.ndarray) -> np.ndarray:
-        return -s
-
 
 @dataclass(frozen=True)
-class Log(Transform):
+class Log(_Builtin):
     r"""Best-of-N distillation: :math:`\Phi(u) = \log u`; beta = 1/(N-1) gives Best-of-N."""
+
+    kernel: ClassVar[int] = K.T_LOG
 
     @property
     def name(self) -> str:  # noqa: D102
         return "log"
 
-    def _left(self, u: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            return np.log(u)
-
-    def _right(self, s: np.ndarray) -> np.ndarray:
-        return np.log1p(-s)
-
 
 @dataclass(frozen=True)
-class Exponential(Transform):
+class Exponential(_Builtin):
     r"""The exponential family :math:`\Phi_t(u) = (e^{tu} - 1)/(e^t - 1)`, :math:`\Phi_0(u) = u`.
 
     Increasing for every t; t > 0 weights high rewards (suited to Best-of-N), t < 0 low ones
@@ -152,14 +167,15 @@ class Exponential(Transform):
         The exponent, any finite real.
     """
 
+    kernel: ClassVar[int] = K.T_EXP
     t: float
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "t", real(self.t, "t"))
 
     @property
-    def offsets(self) -> tuple[float, float]:  # noqa: D102
-        return (1.0, 1.0) if self.t < 0.0 else (0.0, 1.0)
+    def kernel_param(self) -> float:  # noqa: D102
+        return self.t
 
     @property
     def name(self) -> str:  # noqa: D102
@@ -174,35 +190,18 @@ class Exponential(Transform):
         """
         if self.t == 0.0:
             return beta
-        with np.errstate(over="ignore"):
-            return float(beta * abs(math.expm1(self.t))) if abs(self.t) < 709 else math.inf
+        return float(beta * abs(math.expm1(self.t))) if abs(self.t) < 709 else math.inf
 
-    def _left(self, u: np.ndarray) -> np.ndarray:
-        t = self.t
-        if t == 0.0:
-            return u.copy()
-        if t > 0.0:
-            # e^{-t(1-u)} (1 - e^{-tu}) / (1 - e^{-t}): no overflow for any t > 0.
-            return np.exp(-t * (1.0 - u)) * (np.expm1(-t * u) / math.expm1(-t))
-        tau = -t
-        # Phi - 1 = e^{-tau u} (e^{-tau s} - 1) / (1 - e^{-tau}), s = 1 - u >= 1/2.
-        return np.exp(-tau * u) * (np.expm1(-tau * (1.0 - u)) / -math.expm1(-tau))
 
-    def _right(self, s: np.ndarray) -> np.ndarray:
-        t = self.t
-        if t == 0.0:
-            return -s
-        if t > 0.0:
-            # Phi - 1 = (e^{-ts} - 1) / (1 - e^{-t})
-            return np.expm1(-t * s) / -math.expm1(-t)
-        tau = -t
-        # Phi - 1 = -(e^{-tau u} - e^{-tau}) / (1 - e^{-tau}), the difference taken exactly:
-        # e^{-tau} (e^{tau s} - 1), or e^{-tau u} (1 - e^{-tau s}) where e^{-tau} underflows.
-        if tau < 700.0:
-            diff = math.exp(-tau) * np.expm1(tau * s)
-        else:
-            diff = np.exp(-tau * (1.0 - s)) * -np.expm1(-tau * s)
-        return diff / math.expm1(-tau)
+@dataclass(frozen=True)
+class Zero(_Builtin):
+    """The constant transform Phi = 0: every beta gives the base policy itself."""
+
+    kernel: ClassVar[int] = K.T_ZERO
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return "base"
 
 
 @dataclass(frozen=True, eq=False)
