@@ -42,7 +42,7 @@ _IP[:, 0] = XI + 1.0
 for _j in range(1, NODES):
     _IP[:, _j] = (_V[:, _j + 1] - _V[:, _j - 1]) / (2 * _j + 1)
 # Spectral integration matrix on [-1, 1]: int_{-1}^{xi_i} f = sum_k CUM[i, k] f_k.
-CUM = _IP @ COEF
+CUM = np.ascontiguousarray(_IP @ COEF)
 # The four highest Legendre coefficients measure how well a panel resolves a function.
 TAIL = np.ascontiguousarray(COEF[-4:])
 del _j
@@ -392,13 +392,13 @@ def _splittable(a, b):
 
 
 @jit
-def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, mass_out, flags,
-              stats):
+def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, f, mass_out,
+              flags, stats):
     """One pass over the mesh for the tilt f(u) ∝ exp(Phi(u) / beta).
 
     ``phi[p, i]`` holds Phi at node i of panel p minus the side's offset (``off_l`` on side
-    0, ``off_r`` on side 1).  Writes the log-density r = log f at the nodes, each panel's
-    mass, the panels that need splitting, and the summary statistics (see ``ST_*``).
+    0, ``off_r`` on side 1).  Writes the log-density r = log f and the density f at the
+    nodes, each panel's mass, the panels that need splitting, and the statistics (``ST_*``).
     """
     P, n = phi.shape
     inv_beta = 1.0 / beta
@@ -436,7 +436,6 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
         c_r = max_l + (off_l - off_r) * inv_beta
     # Pass 2: the normaliser, with the weights' own sum W (1 up to rounding) divided out so
     # that tiny KLs keep relative precision.
-    f = np.empty((P, n))
     M = 0.0
     Z = 0.0
     W = 0.0
@@ -490,6 +489,15 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
     floor = 0.0  # error left in panels that rounding keeps from resolving
     for p in range(P):
         h = 0.5 * (b[p] - a[p])
+        for i in range(n):
+            if f[p, i] > 0.0:
+                d = r_out[p, i] - mean_r
+                var += h * wi[i] * f[p, i] * d * d
+        flags[p] = False
+        tail_f = h * _panel_tail(f[p], tail)
+        tail_g = h * _panel_tail(g[p], tail)
+        if tail_f <= rtol and tail_g <= kl_tol:
+            continue
         cs = c_l if side[p] == 0 else c_r
         noise_f = 0.0
         noise_g = 0.0
@@ -499,31 +507,20 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
         rel_err = 0.0  # relative rounding of f where f matters on this panel
         for i in range(n):
             r = r_out[p, i]
-            fi = f[p, i]
-            if fi > 0.0:
-                d = r - mean_r
-                var += h * wi[i] * fi * d * d
             err_r = 4.0 * EPS * (1.0 + abs(phi[p, i] * inv_beta) + abs(cs))
             if r > top - 40.0 and err_r > rel_err:
                 rel_err = err_r
-            if fi * err_r > noise_f:
-                noise_f = fi * err_r
-            if abs(r) * fi * err_r > noise_g:
-                noise_g = abs(r) * fi * err_r
+            noise_f = max(noise_f, f[p, i] * err_r)
+            noise_g = max(noise_g, abs(r) * f[p, i] * err_r)
         # Rounding may stop refinement only where it is small in relative terms; where it is
         # large, the nodes sit at huge |Phi/beta| and splitting moves them where it is not.
         if rel_err > 1e-6:
             noise_f = 0.0
             noise_g = 0.0
-        flags[p] = False
-        tail_f = h * _panel_tail(f[p], tail)
-        tail_g = h * _panel_tail(g[p], tail)
-        if _splittable(a[p], b[p]):
-            if tail_f > rtol + 64.0 * h * noise_f:
-                flags[p] = True
-            elif tail_g > kl_tol + 64.0 * h * noise_g:
-                flags[p] = True
-        if not flags[p] and (tail_f > rtol or tail_g > kl_tol):
+        if _splittable(a[p], b[p]) and (tail_f > rtol + 64.0 * h * noise_f
+                                        or tail_g > kl_tol + 64.0 * h * noise_g):
+            flags[p] = True
+        else:
             floor += max(tail_f, tail_g / max(kl, 1.0))
     stats[ST_LOGZ] = logZ
     stats[ST_KL] = kl
@@ -536,26 +533,21 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, ma
 
 
 @jit
-def cdf_at_nodes(side, a, b, r, cum, wi, G, Gc):
-    """CDF pair at every node from the log-density r, by spectral integration per panel.
+def cdf_at_nodes(side, a, b, f, cum, wi, G, Gc):
+    """CDF pair at every node from the density f, by spectral integration per panel.
 
     Side 0 accumulates G = P(U <= u) from u = 0; side 1 accumulates Gc = P(U > u) from
     u = 1, so each side's small probabilities are exact sums, never differences.
     """
-    P, n = r.shape
-    f = np.empty(n)
+    P, n = f.shape
+    partial = np.dot(f, cum.T)  # (P, n): int over [panel start, node] of the interpolant
     acc0 = 0.0
     acc1 = 0.0
     for p in range(P):
         h = 0.5 * (b[p] - a[p])
-        for i in range(n):
-            f[i] = math.exp(r[p, i])
         acc = acc0 if side[p] == 0 else acc1
         for i in range(n):
-            s = 0.0
-            for k in range(n):
-                s += cum[i, k] * f[k]
-            v = acc + h * s
+            v = acc + h * partial[p, i]
             if side[p] == 0:
                 G[p, i] = v
                 Gc[p, i] = 1.0 - v
@@ -564,7 +556,7 @@ def cdf_at_nodes(side, a, b, r, cum, wi, G, Gc):
                 G[p, i] = 1.0 - v
         mass = 0.0
         for i in range(n):
-            mass += wi[i] * f[i]
+            mass += wi[i] * f[p, i]
         if side[p] == 0:
             acc0 = acc + h * mass
         else:
@@ -607,20 +599,31 @@ def _slope(k, n, lg, F, Fc):
 
 
 @jit
-def win_pass(side, a, b, r, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, flags):
+def _density(k, n, scale, u, s):
+    """g'(u) = scale u^(k-1) s^(n-k) at an exact pair (u, s = 1 - u), scale = 1/B(k, n-k+1).
+
+    Integer powers by repeated squaring: relative error about 2 log2(n) eps, no logarithms.
+    """
+    if n == 1:
+        return 1.0
+    return scale * u ** (k - 1) * s ** (n - k)
+
+
+@jit
+def win_pass(side, a, b, f, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, flags):
     """W(T(pi) ≻ T'(base)) = int_0^1 (1 - g(G(u))) g_ref'(u) du on the mesh, with flags.
 
-    T is the k-th smallest of n applied to the tilt with log-density r, T' the kr-th
+    T is the k-th smallest of n applied to the tilt with density f, T' the kr-th
     smallest of nr applied to Uniform[0, 1].  A panel is flagged when the integrand is not
     resolved to ``atol`` above the level that the CDF's own error (``rtol_cdf``) allows.
     Returns the win rate and the error left in panels where that floor stopped refinement.
     """
-    P, m = r.shape
+    P, m = f.shape
     G = np.empty((P, m))
     Gc = np.empty((P, m))
-    cdf_at_nodes(side, a, b, r, cum, wi, G, Gc)
+    cdf_at_nodes(side, a, b, f, cum, wi, G, Gc)
     lg = -_lbeta(float(k), float(n - k + 1))
-    lgr = -_lbeta(float(kr), float(nr - kr + 1))
+    scale_ref = math.exp(-_lbeta(float(kr), float(nr - kr + 1)))
     vals = np.empty(m)
     dref = np.empty(m)
     err_G = max(rtol_cdf, 16.0 * EPS)
@@ -631,9 +634,9 @@ def win_pass(side, a, b, r, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, fla
         for i in range(m):
             x = a[p] + h * (1.0 + xi[i])
             if side[p] == 0:
-                dref[i] = _slope(kr, nr, lgr, x, 1.0 - x)
+                dref[i] = _density(kr, nr, scale_ref, x, 1.0 - x)
             else:
-                dref[i] = _slope(kr, nr, lgr, 1.0 - x, x)
+                dref[i] = _density(kr, nr, scale_ref, 1.0 - x, x)
             vals[i] = _complement(k, n, G[p, i], Gc[p, i]) * dref[i]
             w_total += h * wi[i] * vals[i]
         flags[p] = False
@@ -653,18 +656,24 @@ def win_pass(side, a, b, r, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, fla
 
 @jit
 def refine_round(side, a, b, phi, off_l, off_r, beta, k, n, kr, nr, rtol, atol, max_floor,
-                 x_floor, max_panels, xi, wi, tail, cum, r, mass, flags, stats, win):
-    """One refinement round: the tilt pass, then (once the tilt is resolved, and if n > 0)
-    the win-rate pass. Returns DONE, SPLIT (``flags`` marks the panels) or why it stopped;
-    ``win`` receives (win rate, its rounding floor, the side of a panel stuck at the floor).
+                 x_floor, max_panels, xi, wi, tail, cum, r, f, mass, flags, stats, win,
+                 tilt_done):
+    """One refinement round: the tilt pass (unless ``tilt_done``: r, f, mass and stats already
+    hold it), then, once the tilt is resolved and if n > 0, the win-rate pass. Returns DONE,
+    SPLIT (``flags`` marks the panels) or why it stopped; ``win`` receives (win rate, its
+    rounding floor, the side of a panel stuck at the floor).
     """
-    tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r, mass, flags, stats)
+    if tilt_done:
+        flags[:] = False
+    else:
+        tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r, f, mass, flags,
+                  stats)
     if not np.any(flags):
         if stats[ST_FLOOR] > max_floor:
             return IMPRECISE
         if n == 0:
             return DONE
-        w, floor = win_pass(side, a, b, r, k, n, kr, nr, atol, rtol, xi, wi, cum, tail, flags)
+        w, floor = win_pass(side, a, b, f, k, n, kr, nr, atol, rtol, xi, wi, cum, tail, flags)
         win[0] = w
         win[1] = floor
         if not np.any(flags):
@@ -738,24 +747,29 @@ def builtin_fill(kind, t, side, a, b, phi, fresh, xi):
 
 
 @jit
-def resolve_builtin(kind, t, side, a, b, phi, beta, k, n, kr, nr, rtol, atol, max_floor,
-                    x_floor, max_panels, max_rounds, xi, wi, tail, cum):
-    """The whole refinement for a built-in transform, in one call (see ``refine_round``)."""
+def resolve_builtin(kind, t, side, a, b, phi, r, f, mass, stats, tilt_done, beta, k, n, kr, nr,
+                    rtol, atol, max_floor, x_floor, max_panels, max_rounds, xi, wi, tail, cum):
+    """The whole refinement for a built-in transform, in one call (see ``refine_round``).
+
+    With ``tilt_done`` the mesh comes resolved for this tilt, with r, f, mass and stats.
+    """
     off_l, off_r = builtin_offsets(kind, t)
-    stats = np.zeros(N_STATS)
     win = np.zeros(3)
-    status = NO_CONVERGENCE
+    if not tilt_done:
+        stats = np.zeros(N_STATS)
     for _ in range(max_rounds):
         P = a.size
-        r = np.empty((P, NODES))
-        mass = np.empty(P)
+        if not tilt_done:
+            r = np.empty((P, NODES))
+            f = np.empty((P, NODES))
+            mass = np.empty(P)
         flags = np.zeros(P, dtype=np.bool_)
         status = refine_round(side, a, b, phi, off_l, off_r, beta, k, n, kr, nr, rtol, atol,
-                              max_floor, x_floor, max_panels, xi, wi, tail, cum, r, mass,
-                              flags, stats, win)
+                              max_floor, x_floor, max_panels, xi, wi, tail, cum, r, f, mass,
+                              flags, stats, win, tilt_done)
+        tilt_done = False
         if status != SPLIT:
-            return status, side, a, b, phi, r, mass, stats, win
+            return status, side, a, b, phi, r, f, mass, stats, win
         side, a, b, phi, fresh = split_panels(side, a, b, phi, flags)
         builtin_fill(kind, t, side, a, b, phi, fresh, xi)
-    r = np.empty((a.size, NODES))
-    return NO_CONVERGENCE, side, a, b, phi, r, np.empty(a.size), stats, win
+    return NO_CONVERGENCE, side, a, b, phi, r, f, mass, stats, win

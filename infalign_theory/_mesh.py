@@ -6,7 +6,7 @@ Numerical method
 x = s = 1 - u, so a node at distance 1e-200 from either end is represented exactly and every
 transform is evaluated there without cancellation (see :mod:`.transforms`). Each side is a
 list of panels [a, b] in its x coordinate carrying a 20-point Gauss-Legendre rule; the
-initial panels of a side end at 0, 2^-12, 2^-8, 2^-5, 2^-3, 2^-2 and 2^-1.
+initial panels of a side end at 0, 2^-10, 2^-6, 2^-4, 1/8, 3/16, 1/4, 3/8 and 1/2.
 
 On each panel the density (and, when a win rate is asked for, the win-rate integrand) is
 represented by its degree-19 Legendre interpolant. The four highest Legendre coefficients
@@ -51,11 +51,11 @@ MAX_FLOOR = 1e-8
 X_FLOOR = 2.0**-1000
 MAX_ROUNDS = 400
 MAX_PANELS = 100_000
-#: Initial panels of each side: [0, 2^-12], then 2^-12 ... 2^-1.
-_BREAKS = np.array([0.0, 2.0**-12, 2.0**-8, 2.0**-5, 2.0**-3, 2.0**-2, 2.0**-1])
+#: Ends of the initial panels of each side (x = u on side 0, x = 1 - u on side 1).
+_BREAKS = np.array([0.0, 2.0**-10, 2.0**-6, 2.0**-4, 2.0**-3, 0.1875, 2.0**-2, 0.375, 2.0**-1])
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class Mesh:
     """Panels of both sides, ordered by side then by increasing x, with Phi at their nodes."""
 
@@ -107,15 +107,22 @@ def initial_mesh(transform: Transform) -> Mesh:
         return _initial.__wrapped__(transform)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class Resolved:
-    """A tilt resolved on a mesh: the log-density at the nodes and its statistics."""
+    """A tilt resolved on a mesh: log-density and density at the nodes, and its statistics."""
 
     mesh: Mesh
     r: np.ndarray  # (P, NODES) log-density at the nodes
+    f: np.ndarray  # (P, NODES) density at the nodes
     mass: np.ndarray  # (P,) mass of each panel
     stats: np.ndarray  # see _kernels.ST_*
     win_rate: float | None = None
+
+
+# Placeholders for a first round (never written: the kernels allocate their own).
+_NO_NODES = np.empty((0, K.NODES))
+_NO_PANELS = np.empty(0)
+_NO_STATS = np.zeros(K.N_STATS)
 
 
 def _raise(status: int, win: np.ndarray, beta: float, transform: Transform) -> None:
@@ -145,37 +152,44 @@ def resolve(
     transform: Transform,
     beta: float,
     procedure: tuple[int, int, int, int] = (0, 0, 0, 0),
-    start: Mesh | None = None,
+    start: Resolved | None = None,
 ) -> Resolved:
     """Refine until the tilt exp(Phi/beta), its KL integrand and -- when ``procedure`` =
     (k, n, kr, nr) has n > 0 -- the win rate of T = k-th of n against T' = kr-th of nr are
-    resolved. Built-in transforms run the whole loop in one kernel call; others evaluate Phi
-    in Python between rounds of the same kernels.
+    resolved, from the initial mesh or from ``start``, the same tilt already resolved.
+    Built-in transforms run the whole loop in one kernel call; others evaluate Phi in Python
+    between rounds of the same kernels.
     """
     k, n, kr, nr = procedure
-    mesh = initial_mesh(transform) if start is None else start
     consts = (K.XI, K.WI, K.TAIL, K.CUM)
+    if start is None:  # the kernels allocate r, f, mass and stats themselves
+        mesh, done = initial_mesh(transform), False
+        r, f, mass, stats = _NO_NODES, _NO_NODES, _NO_PANELS, _NO_STATS
+    else:
+        mesh, done = start.mesh, True
+        r, f, mass, stats = start.r, start.f, start.mass, start.stats.copy()
     if isinstance(transform, _Builtin):
-        status, side, a, b, phi, r, mass, stats, win = K.resolve_builtin(
+        status, side, a, b, phi, r, f, mass, stats, win = K.resolve_builtin(
             transform.kernel, transform.kernel_param, mesh.side, mesh.a, mesh.b, mesh.phi,
-            beta, k, n, kr, nr, RTOL, ATOL_WIN, MAX_FLOOR, X_FLOOR, MAX_PANELS, MAX_ROUNDS,
-            *consts,
+            r, f, mass, stats, done, beta, k, n, kr, nr, RTOL, ATOL_WIN, MAX_FLOOR, X_FLOOR,
+            MAX_PANELS, MAX_ROUNDS, *consts,
         )  # fmt: skip
         mesh = Mesh(side, a, b, phi)
     else:
         off_l, off_r = transform.offsets
-        stats = np.zeros(K.N_STATS)
         win = np.zeros(3)
         status = K.NO_CONVERGENCE
         for _ in range(MAX_ROUNDS):
             P = mesh.size
-            r = np.empty((P, K.NODES))
-            mass = np.empty(P)
+            if not done:
+                r, f, mass = np.empty((P, K.NODES)), np.empty((P, K.NODES)), np.empty(P)
             flags = np.zeros(P, dtype=np.bool_)
             status = K.refine_round(
                 mesh.side, mesh.a, mesh.b, mesh.phi, off_l, off_r, beta, k, n, kr, nr, RTOL,
-                ATOL_WIN, MAX_FLOOR, X_FLOOR, MAX_PANELS, *consts, r, mass, flags, stats, win,
+                ATOL_WIN, MAX_FLOOR, X_FLOOR, MAX_PANELS, *consts, r, f, mass, flags, stats,
+                win, done,
             )  # fmt: skip
+            done = False
             if status != K.SPLIT:
                 break
             side, a, b, phi, fresh = K.split_panels(mesh.side, mesh.a, mesh.b, mesh.phi, flags)
@@ -184,4 +198,4 @@ def resolve(
     if status != K.DONE:
         _raise(status, win, beta, transform)
     w = min(max(float(win[0]), 0.0), 1.0) if n > 0 else None
-    return Resolved(mesh, r, mass, stats, w)
+    return Resolved(mesh, r, f, mass, stats, w)

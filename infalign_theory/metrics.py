@@ -84,7 +84,7 @@ def win_rate(policy: Policy, procedure: OrderStatistic, *, against: str = "proce
         return float(K.discrete_win_rate(policy.probs, policy.law.probs, k, n, kr, nr))
     key = (k, n, kr, nr)
     if key not in policy._win_cache:
-        res = _mesh.resolve(policy.transform, policy.beta, key, start=policy._resolved.mesh)
+        res = _mesh.resolve(policy.transform, policy.beta, key, start=policy._resolved)
         policy._win_cache[key] = res.win_rate
     return float(policy._win_cache[key])
 

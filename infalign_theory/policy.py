@@ -160,7 +160,7 @@ class ContinuousPolicy:
             p = panels[j]
             a, b = mesh.a[p], mesh.b[p]
             z = np.clip((2.0 * x[sel] - a - b) / (b - a), -1.0, 1.0)
-            coef = np.exp(res.r[p]) @ K.COEF.T  # Legendre coefficients of f, one row a point
+            coef = res.f[p] @ K.COEF.T  # Legendre coefficients of f, one row a point
             acc[sel] = starts[j] + 0.5 * (b - a) * _integrated_legendre(coef, z)
         acc = np.clip(acc, 0.0, 1.0)
         G = np.where(left, acc, 1.0 - acc).reshape(u.shape)
