@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +89,7 @@ def reference_evaluate(phi, beta: float, k: int, n: int) -> tuple[float, float, 
 
     def cdf(u: float) -> float:
         pts = [p for p in POINTS if p < u]
-        return integrate.quad(w, 0, u, epsabs=TOL, epsrel=TOL, limit=500,
-                              points=pts or None)[0] / Z
+        return integrate.quad(w, 0, u, epsabs=TOL, epsrel=TOL, limit=500, points=pts or None)[0] / Z
 
     log_b = special.betaln(k, n - k + 1)
 
@@ -138,17 +138,22 @@ def run_cases(repeat: int) -> list[dict]:
         ours = library_evaluate(transform, beta, procedure)
         ref = reference_evaluate(_phi(kind, t), beta, k, n)
         t_ours, t_ref, speedup = paired(
-            lambda: library_evaluate(transform, beta, procedure),
-            lambda: reference_evaluate(_phi(kind, t), beta, k, n), repeat, 50)
-        rows.append({
-            "case": name,
-            "beta": beta,
-            "library_seconds": t_ours,
-            "reference_seconds": t_ref,
-            "speedup": speedup,
-            "library_max_error": max(abs(a - b) for a, b in zip(ours, exact, strict=True)),
-            "reference_max_error": max(abs(a - b) for a, b in zip(ref, exact, strict=True)),
-        })
+            partial(library_evaluate, transform, beta, procedure),
+            partial(reference_evaluate, _phi(kind, t), beta, k, n),
+            repeat,
+            50,
+        )
+        rows.append(
+            {
+                "case": name,
+                "beta": beta,
+                "library_seconds": t_ours,
+                "reference_seconds": t_ref,
+                "speedup": speedup,
+                "library_max_error": max(abs(a - b) for a, b in zip(ours, exact, strict=True)),
+                "reference_max_error": max(abs(a - b) for a, b in zip(ref, exact, strict=True)),
+            }
+        )
     return rows
 
 
@@ -176,8 +181,12 @@ def fig2_timings(repeat: int) -> dict:
     fig2.compute(cfg)
     seconds = median_time(lambda: fig2.compute(cfg), repeat)
     points = 2 * (2 + len(cfg.t_best)) * cfg.points
-    sample = [("exp", 10.0, 4, 4, 1.0), ("identity", 0.0, 4, 4, 2.5), ("exp", -5.0, 1, 4, 0.5),
-              ("log", 0.0, 1, 4, 3.0)]
+    sample = [
+        ("exp", 10.0, 4, 4, 1.0),
+        ("identity", 0.0, 4, 4, 2.5),
+        ("exp", -5.0, 1, 4, 0.5),
+        ("log", 0.0, 1, 4, 3.0),
+    ]
     start = time.perf_counter()
     for kind, t, k, n, target in sample:
         reference_fig2_point(kind, t, k, n, target)
@@ -193,11 +202,17 @@ def fig2_timings(repeat: int) -> dict:
 def script_timings() -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for key, env in (("fig2_script_seconds", {}),
-                         ("fig2_script_seconds_no_cache", {"NUMBA_CACHE_DIR": tmp + "/cache"})):
+        for key, env in (
+            ("fig2_script_seconds", {}),
+            ("fig2_script_seconds_no_cache", {"NUMBA_CACHE_DIR": tmp + "/cache"}),
+        ):
             start = time.perf_counter()
-            subprocess.run([sys.executable, str(ROOT / "experiments" / "fig2.py"), "--out", tmp],
-                           check=True, capture_output=True, env={**os.environ, **env})
+            subprocess.run(
+                [sys.executable, str(ROOT / "experiments" / "fig2.py"), "--out", tmp],
+                check=True,
+                capture_output=True,
+                env={**os.environ, **env},
+            )
             out[key] = time.perf_counter() - start
     return out
 
@@ -206,8 +221,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeat", type=int, default=9, help="repeats per timing (median)")
-    parser.add_argument("--no-script", action="store_true",
-                        help="skip the fresh-process timings of experiments/fig2.py")
+    parser.add_argument(
+        "--no-script",
+        action="store_true",
+        help="skip the fresh-process timings of experiments/fig2.py",
+    )
     args = parser.parse_args(argv)
     library_evaluate(ia.Exponential(3.0), 0.5, ia.best_of(4))  # compile / load the kernels
     cases = run_cases(args.repeat)
@@ -216,17 +234,22 @@ def main(argv: list[str] | None = None) -> dict:
         **fig2_timings(args.repeat),
         **({} if args.no_script else script_timings()),
         "cases": cases,
-        "machine": {"python": platform.python_version(), "processor": platform.machine(),
-                    "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.machine(),
+            "cpus": os.cpu_count(),
+        },
     }
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         for row in cases:
-            print(f"{row['case']:40s} library {row['library_seconds'] * 1e6:8.1f} us  "
-                  f"reference {row['reference_seconds'] * 1e3:8.2f} ms  speedup "
-                  f"{row['speedup']:7.0f}x  errors {row['library_max_error']:.1e} / "
-                  f"{row['reference_max_error']:.1e}")
+            print(
+                f"{row['case']:40s} library {row['library_seconds'] * 1e6:8.1f} us  "
+                f"reference {row['reference_seconds'] * 1e3:8.2f} ms  speedup "
+                f"{row['speedup']:7.0f}x  errors {row['library_max_error']:.1e} / "
+                f"{row['reference_max_error']:.1e}"
+            )
         for key, value in result.items():
             if key not in ("cases", "machine"):
                 print(f"{key:36s} {value:.4g}")

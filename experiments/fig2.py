@@ -85,8 +85,10 @@ def plot(data: dict, path: Path) -> None:
             label = c["transform"]
             if label in _STYLE:
                 color, ls = _STYLE[label]
-                label = {"identity": "identity (calibrated RLHF)",
-                         "log": "log (Best-of-N distillation)"}[label]
+                label = {
+                    "identity": "identity (calibrated RLHF)",
+                    "log": "log (Best-of-N distillation)",
+                }[label]
             else:
                 i = exp_curves.index(c)
                 color, ls = cmap(0.15 + 0.7 * i / max(1, len(exp_curves) - 1)), "-"
@@ -110,8 +112,12 @@ def main(argv: list[str] | None = None) -> Path:
     """Compute, save the JSON, draw the PNG; return the PNG's path."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="coarse KL grid (8 points)")
-    parser.add_argument("--out", type=Path, default=ROOT / "paper_figures",
-                        help="output folder (default paper_figures/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "paper_figures",
+        help="output folder (default paper_figures/)",
+    )
     args = parser.parse_args(argv)
     cfg = Config(points=8) if args.quick else Config()
     start = time.perf_counter()

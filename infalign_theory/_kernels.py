@@ -392,8 +392,9 @@ def _splittable(a, b):
 
 
 @jit
-def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, f, mass_out,
-              flags, stats):
+def tilt_pass(
+    side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, f, mass_out, flags, stats
+):
     """One pass over the mesh for the tilt f(u) ∝ exp(Phi(u) / beta).
 
     ``phi[p, i]`` holds Phi at node i of panel p minus the side's offset (``off_l`` on side
@@ -517,8 +518,9 @@ def tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, f,
         if rel_err > 1e-6:
             noise_f = 0.0
             noise_g = 0.0
-        if _splittable(a[p], b[p]) and (tail_f > rtol + 64.0 * h * noise_f
-                                        or tail_g > kl_tol + 64.0 * h * noise_g):
+        if _splittable(a[p], b[p]) and (
+            tail_f > rtol + 64.0 * h * noise_f or tail_g > kl_tol + 64.0 * h * noise_g
+        ):
             flags[p] = True
         else:
             floor += max(tail_f, tail_g / max(kl, 1.0))
@@ -655,19 +657,46 @@ def win_pass(side, a, b, f, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, fla
 
 
 @jit
-def refine_round(side, a, b, phi, off_l, off_r, beta, k, n, kr, nr, rtol, atol, max_floor,
-                 x_floor, max_panels, xi, wi, tail, cum, r, f, mass, flags, stats, win,
-                 tilt_done):
-    """One refinement round: the tilt pass (unless ``tilt_done``: r, f, mass and stats already
-    hold it), then, once the tilt is resolved and if n > 0, the win-rate pass. Returns DONE,
-    SPLIT (``flags`` marks the panels) or why it stopped; ``win`` receives (win rate, its
-    rounding floor, the side of a panel stuck at the floor).
+def refine_round(
+    side,
+    a,
+    b,
+    phi,
+    off_l,
+    off_r,
+    beta,
+    k,
+    n,
+    kr,
+    nr,
+    rtol,
+    atol,
+    max_floor,
+    x_floor,
+    max_panels,
+    xi,
+    wi,
+    tail,
+    cum,
+    r,
+    f,
+    mass,
+    flags,
+    stats,
+    win,
+    tilt_done,
+):
+    """One refinement round: the tilt pass, then the win-rate pass.
+
+    The tilt pass is skipped when ``tilt_done`` (r, f, mass and stats already hold it); the
+    win-rate pass runs once the tilt is resolved and if n > 0. Returns DONE, SPLIT (``flags``
+    marks the panels) or why it stopped; ``win`` receives (win rate, its rounding floor, the
+    side of a panel stuck at the floor).
     """
     if tilt_done:
         flags[:] = False
     else:
-        tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r, f, mass, flags,
-                  stats)
+        tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r, f, mass, flags, stats)
     if not np.any(flags):
         if stats[ST_FLOOR] > max_floor:
             return IMPRECISE
@@ -747,8 +776,34 @@ def builtin_fill(kind, t, side, a, b, phi, fresh, xi):
 
 
 @jit
-def resolve_builtin(kind, t, side, a, b, phi, r, f, mass, stats, tilt_done, beta, k, n, kr, nr,
-                    rtol, atol, max_floor, x_floor, max_panels, max_rounds, xi, wi, tail, cum):
+def resolve_builtin(
+    kind,
+    t,
+    side,
+    a,
+    b,
+    phi,
+    r,
+    f,
+    mass,
+    stats,
+    tilt_done,
+    beta,
+    k,
+    n,
+    kr,
+    nr,
+    rtol,
+    atol,
+    max_floor,
+    x_floor,
+    max_panels,
+    max_rounds,
+    xi,
+    wi,
+    tail,
+    cum,
+):
     """The whole refinement for a built-in transform, in one call (see ``refine_round``).
 
     With ``tilt_done`` the mesh comes resolved for this tilt, with r, f, mass and stats.
@@ -764,9 +819,35 @@ def resolve_builtin(kind, t, side, a, b, phi, r, f, mass, stats, tilt_done, beta
             f = np.empty((P, NODES))
             mass = np.empty(P)
         flags = np.zeros(P, dtype=np.bool_)
-        status = refine_round(side, a, b, phi, off_l, off_r, beta, k, n, kr, nr, rtol, atol,
-                              max_floor, x_floor, max_panels, xi, wi, tail, cum, r, f, mass,
-                              flags, stats, win, tilt_done)
+        status = refine_round(
+            side,
+            a,
+            b,
+            phi,
+            off_l,
+            off_r,
+            beta,
+            k,
+            n,
+            kr,
+            nr,
+            rtol,
+            atol,
+            max_floor,
+            x_floor,
+            max_panels,
+            xi,
+            wi,
+            tail,
+            cum,
+            r,
+            f,
+            mass,
+            flags,
+            stats,
+            win,
+            tilt_done,
+        )
         tilt_done = False
         if status != SPLIT:
             return status, side, a, b, phi, r, f, mass, stats, win

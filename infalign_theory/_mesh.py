@@ -154,10 +154,12 @@ def resolve(
     procedure: tuple[int, int, int, int] = (0, 0, 0, 0),
     start: Resolved | None = None,
 ) -> Resolved:
-    """Refine until the tilt exp(Phi/beta), its KL integrand and -- when ``procedure`` =
-    (k, n, kr, nr) has n > 0 -- the win rate of T = k-th of n against T' = kr-th of nr are
-    resolved, from the initial mesh or from ``start``, the same tilt already resolved.
-    Built-in transforms run the whole loop in one kernel call; others evaluate Phi in Python
+    """Refine the mesh until the tilt and the asked-for win rate are resolved.
+
+    Resolves the tilt exp(Phi/beta), its KL integrand and -- when ``procedure`` =
+    (k, n, kr, nr) has n > 0 -- the win rate of T = k-th of n against T' = kr-th of nr,
+    from the initial mesh or from ``start``, the same tilt already resolved. Built-in
+    transforms run the whole loop in one kernel call; others evaluate Phi in Python
     between rounds of the same kernels.
     """
     k, n, kr, nr = procedure

@@ -35,7 +35,7 @@ def integer(value: Any, name: str, low: int, high: int | None = None) -> int:
     if isinstance(value, numbers.Integral):
         k = int(value)
     elif isinstance(value, numbers.Real) and float(value).is_integer():
-        k = int(value)
+        k = int(float(value))
     else:
         raise ValueError(f"{name} must be {rng}, got {value!r}")
     if k < low or (high is not None and k > high):

@@ -80,29 +80,62 @@ def _numbers(kind: str) -> Callable[[str], list[float]]:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--procedure", choices=PROCEDURES, default="bon",
-                   help="inference-time procedure T: sampling, best-of-n (bon), worst-of-n "
-                        "(won) or the k-th smallest of n (order); default bon")
-    p.add_argument("--n", type=_count(1, MAX_N), default=4,
-                   help="number of samples N of the procedure (default 4)")
-    p.add_argument("--k", type=_count(1, MAX_N), default=None,
-                   help="rank k (1 = worst) for --procedure order")
-    p.add_argument("--transform", choices=TRANSFORMS, default="identity",
-                   help="reward transform of the calibrated reward: identity, log, exp (needs "
-                        "--t) or raw (the reward values themselves; needs --law discrete)")
-    p.add_argument("--t", type=_number("real"), default=None,
-                   help="exponent t of the exp transform (any finite real; t > 0 for "
-                        "Best-of-N, t < 0 for Worst-of-N)")
-    p.add_argument("--law", choices=("continuous", "discrete"), default="continuous",
-                   help="base reward law: continuous calibrated space (default, the same for "
-                        "every continuous law) or discrete with --values and --probs")
-    p.add_argument("--values", type=_numbers("real"), default=None,
-                   help="reward values of a discrete law, comma-separated")
-    p.add_argument("--probs", type=_numbers("nonnegative"), default=None,
-                   help="base probabilities of the values, comma-separated, summing to 1")
-    p.add_argument("--against", choices=AGAINST, default="procedure",
-                   help="compare T(policy) with T(base) (procedure, default) or with a single "
-                        "base sample (sample)")
+    p.add_argument(
+        "--procedure",
+        choices=PROCEDURES,
+        default="bon",
+        help="inference-time procedure T: sampling, best-of-n (bon), worst-of-n "
+        "(won) or the k-th smallest of n (order); default bon",
+    )
+    p.add_argument(
+        "--n",
+        type=_count(1, MAX_N),
+        default=4,
+        help="number of samples N of the procedure (default 4)",
+    )
+    p.add_argument(
+        "--k", type=_count(1, MAX_N), default=None, help="rank k (1 = worst) for --procedure order"
+    )
+    p.add_argument(
+        "--transform",
+        choices=TRANSFORMS,
+        default="identity",
+        help="reward transform of the calibrated reward: identity, log, exp (needs "
+        "--t) or raw (the reward values themselves; needs --law discrete)",
+    )
+    p.add_argument(
+        "--t",
+        type=_number("real"),
+        default=None,
+        help="exponent t of the exp transform (any finite real; t > 0 for "
+        "Best-of-N, t < 0 for Worst-of-N)",
+    )
+    p.add_argument(
+        "--law",
+        choices=("continuous", "discrete"),
+        default="continuous",
+        help="base reward law: continuous calibrated space (default, the same for "
+        "every continuous law) or discrete with --values and --probs",
+    )
+    p.add_argument(
+        "--values",
+        type=_numbers("real"),
+        default=None,
+        help="reward values of a discrete law, comma-separated",
+    )
+    p.add_argument(
+        "--probs",
+        type=_numbers("nonnegative"),
+        default=None,
+        help="base probabilities of the values, comma-separated, summing to 1",
+    )
+    p.add_argument(
+        "--against",
+        choices=AGAINST,
+        default="procedure",
+        help="compare T(policy) with T(base) (procedure, default) or with a single "
+        "base sample (sample)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -117,20 +150,31 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(command_parser=ev)
     level = ev.add_mutually_exclusive_group(required=True)
     level.add_argument("--beta", type=_number("positive"), help="KL strength beta > 0")
-    level.add_argument("--kl", type=_number("positive"),
-                       help="target KL in nats (> 0); beta is solved for")
+    level.add_argument(
+        "--kl", type=_number("positive"), help="target KL in nats (> 0); beta is solved for"
+    )
 
     cu = sub.add_parser("curve", help="a KL / win-rate trade-off curve")
     _add_common(cu)
     cu.set_defaults(command_parser=cu)
     grid = cu.add_mutually_exclusive_group(required=True)
-    grid.add_argument("--kls", type=_numbers("nonnegative"),
-                      help="KL grid in nats, comma-separated (0 is the base policy)")
+    grid.add_argument(
+        "--kls",
+        type=_numbers("nonnegative"),
+        help="KL grid in nats, comma-separated (0 is the base policy)",
+    )
     grid.add_argument("--betas", type=_numbers("positive"), help="beta grid, comma-separated")
-    grid.add_argument("--kl-max", type=_number("positive"),
-                      help="largest KL of an evenly spaced grid from 0 (see --points)")
-    cu.add_argument("--points", type=_count(2, 100_000), default=31,
-                    help="number of grid points with --kl-max (default 31)")
+    grid.add_argument(
+        "--kl-max",
+        type=_number("positive"),
+        help="largest KL of an evenly spaced grid from 0 (see --points)",
+    )
+    cu.add_argument(
+        "--points",
+        type=_count(2, 100_000),
+        default=31,
+        help="number of grid points with --kl-max (default 31)",
+    )
     return parser
 
 
@@ -223,11 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             kls = np.linspace(0.0, args.kl_max, args.points)
             curve = tradeoff_curve(transform, procedure, law=law, kls=kls, against=args.against)
         elif args.kls is not None:
-            curve = tradeoff_curve(transform, procedure, law=law, kls=args.kls,
-                                   against=args.against)
+            curve = tradeoff_curve(
+                transform, procedure, law=law, kls=args.kls, against=args.against
+            )
         else:
-            curve = tradeoff_curve(transform, procedure, law=law, betas=args.betas,
-                                   against=args.against)
+            curve = tradeoff_curve(
+                transform, procedure, law=law, betas=args.betas, against=args.against
+            )
     except ValueError as exc:
         _fail(sub, exc)
     data = curve.to_dict()
@@ -235,8 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({**context, **data}))
     else:
         keys = ("beta", "kl", "win_rate", "standard_win_rate")
-        _print_rows([dict(zip(keys, vals, strict=True)) for vals in zip(*(data[k] for k in keys),
-                                                                          strict=True)])
+        _print_rows(
+            [
+                dict(zip(keys, vals, strict=True))
+                for vals in zip(*(data[k] for k in keys), strict=True)
+            ]
+        )
     return 0
 
 

@@ -36,7 +36,9 @@ _MAX_ITER = 300
 _MAX_STEP = 4.0  # largest Newton step in log(beta) before a bracket exists
 
 
-def _kl_and_variance(transform: Transform, beta: float, law: RewardLaw | None) -> tuple[float, float]:
+def _kl_and_variance(
+    transform: Transform, beta: float, law: RewardLaw | None
+) -> tuple[float, float]:
     """KL of the tilt and Var(Phi/beta) under it (minus the slope dKL/dlog beta)."""
     pol = tilt(transform, beta, law)
     value = kl(pol)

@@ -108,7 +108,9 @@ class Evaluation:
         }
 
 
-def evaluate(policy: Policy, procedure: OrderStatistic, *, against: str = "procedure") -> Evaluation:
+def evaluate(
+    policy: Policy, procedure: OrderStatistic, *, against: str = "procedure"
+) -> Evaluation:
     """KL, inference-time win rate and standard win rate of ``policy`` in one call."""
     return Evaluation(
         beta=policy.beta,

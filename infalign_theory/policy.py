@@ -55,7 +55,7 @@ class DiscretePolicy:
 
     law: DiscreteLaw
     probs: np.ndarray
-    log_ratio: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    log_ratio: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
     transform: Transform | None = None
     beta: float | None = None
 
@@ -113,12 +113,12 @@ class ContinuousPolicy:
 
     # -- densities ------------------------------------------------------------------
     def logpdf(self, u: Any) -> np.ndarray:
-        """log f(u) for u in [0, 1]."""
+        """Log f(u) for u in [0, 1]."""
         u = unit_interval(u, "u")
         return self._logpdf_pair(u, 1.0 - u)
 
     def _logpdf_pair(self, u: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """log f at points given as exact pairs (u, s = 1 - u)."""
+        """Log f at points given as exact pairs (u, s = 1 - u)."""
         st = self._resolved.stats
         u, s = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(s, dtype=np.float64))
         left = u <= s

@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference import Tilt, reference  # noqa: E402
-
 import mpmath as mp  # noqa: E402
+from reference import Tilt, reference  # noqa: E402
 
 OUT = Path(__file__).parent / "data" / "reference_continuous.json"
 
@@ -49,8 +48,9 @@ def draw_cases(seed: int = 20261126, count: int = 72) -> list[dict]:
 
 
 def solve(case: dict) -> dict:
-    kl, wstd, w = reference(case["transform"], case["t"], case["beta"], case["k"], case["n"],
-                            case["against"])
+    kl, wstd, w = reference(
+        case["transform"], case["t"], case["beta"], case["k"], case["n"], case["against"]
+    )
     return dict(case, kl=kl, standard_win_rate=wstd, win_rate=w)
 
 
@@ -59,8 +59,12 @@ def main() -> None:
     with ProcessPoolExecutor(max_workers=2) as pool:
         rows = list(pool.map(solve, cases))
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"source": "tests/make_reference.py (mpmath, 40 digits)",
-                               "cases": rows}, indent=1) + "\n")
+    OUT.write_text(
+        json.dumps(
+            {"source": "tests/make_reference.py (mpmath, 40 digits)", "cases": rows}, indent=1
+        )
+        + "\n"
+    )
     print(f"wrote {len(rows)} cases to {OUT}")
 
 

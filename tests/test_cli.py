@@ -20,8 +20,21 @@ def run(capsys, *args):
 
 
 def test_evaluate_json_matches_the_library(capsys):
-    code, out, _ = run(capsys, "evaluate", "--procedure", "bon", "--n", "4", "--transform",
-                       "exp", "--t", "10", "--kl", "1", "--json")
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        "--procedure",
+        "bon",
+        "--n",
+        "4",
+        "--transform",
+        "exp",
+        "--t",
+        "10",
+        "--kl",
+        "1",
+        "--json",
+    )
     data = json.loads(out)
     assert code == 0
     assert {"beta", "kl", "win_rate", "standard_win_rate"} <= set(data)
@@ -32,9 +45,27 @@ def test_evaluate_json_matches_the_library(capsys):
 
 
 def test_evaluate_on_a_discrete_law_against_one_sample(capsys):
-    code, out, _ = run(capsys, "evaluate", "--procedure", "won", "--n", "3", "--transform",
-                       "raw", "--beta", "0.7", "--law", "discrete", "--values", "0,1,2",
-                       "--probs", "0.5,0.3,0.2", "--against", "sample", "--json")
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        "--procedure",
+        "won",
+        "--n",
+        "3",
+        "--transform",
+        "raw",
+        "--beta",
+        "0.7",
+        "--law",
+        "discrete",
+        "--values",
+        "0,1,2",
+        "--probs",
+        "0.5,0.3,0.2",
+        "--against",
+        "sample",
+        "--json",
+    )
     data = json.loads(out)
     law = ia.DiscreteLaw([0, 1, 2], [0.5, 0.3, 0.2])
     pol = ia.tilt(ia.Quantile(law), 0.7, law)
@@ -43,16 +74,43 @@ def test_evaluate_on_a_discrete_law_against_one_sample(capsys):
 
 
 def test_order_statistic_and_csv(capsys):
-    code, out, _ = run(capsys, "evaluate", "--procedure", "order", "--k", "2", "--n", "5",
-                       "--transform", "log", "--beta", "0.5")
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        "--procedure",
+        "order",
+        "--k",
+        "2",
+        "--n",
+        "5",
+        "--transform",
+        "log",
+        "--beta",
+        "0.5",
+    )
     header, row = out.strip().splitlines()
     assert header.startswith("beta,kl,win_rate,standard_win_rate")
     assert float(row.split(",")[1]) == pytest.approx(math.log(3) - 2 / 3)
 
 
 def test_curve_json_and_csv(capsys):
-    code, out, _ = run(capsys, "curve", "--procedure", "won", "--n", "4", "--transform", "exp",
-                       "--t", "-10", "--kl-max", "2", "--points", "5", "--json")
+    code, out, _ = run(
+        capsys,
+        "curve",
+        "--procedure",
+        "won",
+        "--n",
+        "4",
+        "--transform",
+        "exp",
+        "--t",
+        "-10",
+        "--kl-max",
+        "2",
+        "--points",
+        "5",
+        "--json",
+    )
     data = json.loads(out)
     assert data["kl"][0] == 0.0 and data["beta"][0] is None
     assert data["kl"][-1] == pytest.approx(2.0, rel=1e-11) and len(data["win_rate"]) == 5
@@ -70,12 +128,28 @@ def test_curve_json_and_csv(capsys):
         (["evaluate", "--kl", "nan"], "--kl"),
         (["evaluate", "--transform", "exp", "--beta", "1"], "--t"),
         (["evaluate", "--transform", "exp", "--t", "inf", "--beta", "1"], "--t"),
-        (["evaluate", "--beta", "1", "--law", "discrete", "--values", "0,1", "--probs", "0.5,0.6"],
-         "--values/--probs"),
-        (["evaluate", "--beta", "1", "--law", "discrete", "--values", "0,1", "--probs", "-1,2"],
-         "--probs"),
-        (["evaluate", "--kl", "3", "--law", "discrete", "--values", "0,1", "--probs", "0.5,0.5"],
-         "--kl"),
+        (
+            [
+                "evaluate",
+                "--beta",
+                "1",
+                "--law",
+                "discrete",
+                "--values",
+                "0,1",
+                "--probs",
+                "0.5,0.6",
+            ],
+            "--values/--probs",
+        ),
+        (
+            ["evaluate", "--beta", "1", "--law", "discrete", "--values", "0,1", "--probs", "-1,2"],
+            "--probs",
+        ),
+        (
+            ["evaluate", "--kl", "3", "--law", "discrete", "--values", "0,1", "--probs", "0.5,0.5"],
+            "--kl",
+        ),
         (["evaluate", "--procedure", "order", "--n", "3", "--beta", "1"], "--k"),
         (["evaluate", "--procedure", "order", "--k", "4", "--n", "3", "--beta", "1"], "--k"),
         (["evaluate", "--transform", "raw", "--beta", "1"], "--transform"),
@@ -93,6 +167,10 @@ def test_invalid_arguments_exit_2_with_one_line_naming_the_argument(capsys, args
 
 
 def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "infalign_theory.cli", "evaluate", "--beta",
-                          "0.5", "--json"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "infalign_theory.cli", "evaluate", "--beta", "0.5", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(out.stdout)["kl"] > 0

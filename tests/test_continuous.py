@@ -22,12 +22,15 @@ ACCURACY = 1e-11
 
 def transform_of(case: dict) -> ia.Transform:
     return {"exp": ia.Exponential(case["t"]), "identity": ia.Identity(), "log": ia.Log()}[
-        case["transform"]]
+        case["transform"]
+    ]
 
 
-@pytest.mark.parametrize("case", REFERENCE["cases"],
-                         ids=lambda c: f"{c['transform']}{c['t']:+g}-b{c['beta']:g}-"
-                                       f"{c['k']}of{c['n']}-{c['against']}")
+@pytest.mark.parametrize(
+    "case",
+    REFERENCE["cases"],
+    ids=lambda c: f"{c['transform']}{c['t']:+g}-b{c['beta']:g}-{c['k']}of{c['n']}-{c['against']}",
+)
 def test_matches_mpmath_reference(case):
     # tests/make_reference.py: closed forms through Ei and mpmath quadrature, 40 digits.
     pol = ia.tilt(transform_of(case), case["beta"])
@@ -35,17 +38,20 @@ def test_matches_mpmath_reference(case):
     assert ia.kl(pol) == pytest.approx(case["kl"], abs=ACCURACY)
     assert ia.standard_win_rate(pol) == pytest.approx(case["standard_win_rate"], abs=ACCURACY)
     assert ia.win_rate(pol, proc, against=case["against"]) == pytest.approx(
-        case["win_rate"], abs=ACCURACY)
+        case["win_rate"], abs=ACCURACY
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("index", [0, 17, 41])
 def test_reference_file_is_reproducible(index):
     case = REFERENCE["cases"][index]
-    kl, wstd, w = reference(case["transform"], case["t"], case["beta"], case["k"], case["n"],
-                            case["against"])
-    assert (kl, wstd, w) == pytest.approx((case["kl"], case["standard_win_rate"],
-                                           case["win_rate"]), abs=1e-15)
+    kl, wstd, w = reference(
+        case["transform"], case["t"], case["beta"], case["k"], case["n"], case["against"]
+    )
+    assert (kl, wstd, w) == pytest.approx(
+        (case["kl"], case["standard_win_rate"], case["win_rate"]), abs=1e-15
+    )
 
 
 @pytest.mark.parametrize("n", [2, 4, 8, 64])
@@ -103,8 +109,13 @@ def test_extreme_beta_keeps_relative_accuracy(tr):
 @pytest.mark.parametrize("beta", [1e-4, 1e-2, 1.0, 1e6])
 def test_extreme_parameters_give_finite_ordered_numbers(t, beta):
     pol = ia.tilt(ia.Exponential(t), beta)
-    values = [ia.kl(pol), ia.standard_win_rate(pol), ia.win_rate(pol, ia.best_of(64)),
-              ia.win_rate(pol, ia.worst_of(64)), ia.win_rate(pol, ia.best_of(1024))]
+    values = [
+        ia.kl(pol),
+        ia.standard_win_rate(pol),
+        ia.win_rate(pol, ia.best_of(64)),
+        ia.win_rate(pol, ia.worst_of(64)),
+        ia.win_rate(pol, ia.best_of(1024)),
+    ]
     assert all(math.isfinite(v) for v in values)
     assert values[0] >= 0.0 and all(0.5 <= v <= 1.0 for v in values[1:])
 
@@ -117,17 +128,20 @@ def test_mirror_maps_best_of_n_to_worst_of_n(t, beta, n):
     a = ia.tilt(ia.Exponential(t), beta)
     b = ia.tilt(ia.Custom(lambda u: -ia.Exponential(-t)(u), "mirror"), beta)
     assert ia.kl(a) == pytest.approx(ia.kl(b), abs=1e-12)
-    assert ia.win_rate(a, ia.best_of(n)) == pytest.approx(1 - ia.win_rate(b, ia.worst_of(n)),
-                                                          abs=1e-12)
-    assert ia.win_rate(a, ia.worst_of(n)) == pytest.approx(1 - ia.win_rate(b, ia.best_of(n)),
-                                                           abs=1e-12)
+    assert ia.win_rate(a, ia.best_of(n)) == pytest.approx(
+        1 - ia.win_rate(b, ia.worst_of(n)), abs=1e-12
+    )
+    assert ia.win_rate(a, ia.worst_of(n)) == pytest.approx(
+        1 - ia.win_rate(b, ia.best_of(n)), abs=1e-12
+    )
 
 
 @pytest.mark.parametrize("tr", list(TRANSFORMS))
 def test_density_cdf_and_quantile_agree_with_scipy_quad(tr):
     pol = ia.tilt(TRANSFORMS[tr], 0.3)
-    total, _ = integrate.quad(lambda u: pol.pdf(u), 0, 1, points=[0.5, 0.9, 0.99],
-                              epsabs=1e-13, limit=200)
+    total, _ = integrate.quad(
+        lambda u: pol.pdf(u), 0, 1, points=[0.5, 0.9, 0.99], epsabs=1e-13, limit=200
+    )
     assert total == pytest.approx(1.0, abs=1e-10)
     for u in (0.1, 0.5, 0.95):
         part, _ = integrate.quad(lambda x: pol.pdf(x), 0, u, epsabs=1e-14, limit=200)
@@ -141,8 +155,9 @@ def test_density_cdf_and_quantile_agree_with_scipy_quad(tr):
 def test_sampling_procedure_reduces_to_the_standard_win_rate(proc):
     pol = ia.tilt(ia.Exponential(4.0), 0.25)
     if PROCEDURES[proc].n == 1:
-        assert ia.win_rate(pol, PROCEDURES[proc]) == pytest.approx(ia.standard_win_rate(pol),
-                                                                   abs=1e-14)
+        assert ia.win_rate(pol, PROCEDURES[proc]) == pytest.approx(
+            ia.standard_win_rate(pol), abs=1e-14
+        )
     base = ia.base_policy()
     assert ia.win_rate(base, PROCEDURES[proc]) == pytest.approx(0.5, abs=1e-14)
 
@@ -169,5 +184,6 @@ def test_raw_gaussian_reward_tilt_is_the_shifted_gaussian():
     beta = 0.5
     pol = ia.tilt(ia.Quantile(ia.ContinuousLaw(stats.norm())), beta)
     assert ia.kl(pol) == pytest.approx(1 / (2 * beta**2), abs=1e-11)
-    assert ia.standard_win_rate(pol) == pytest.approx(stats.norm.cdf(1 / (beta * math.sqrt(2))),
-                                                      abs=1e-12)
+    assert ia.standard_win_rate(pol) == pytest.approx(
+        stats.norm.cdf(1 / (beta * math.sqrt(2))), abs=1e-12
+    )

@@ -26,8 +26,11 @@ def enumerate_output(p, k, n):
 
 def pairwise_win(a, b):
     """W(X > Y) + W(X = Y)/2 for level laws a (of X) and b (of Y), by the double sum."""
-    return math.fsum(a[i] * b[j] * (1.0 if i > j else 0.5 if i == j else 0.0)
-                     for i in range(len(a)) for j in range(len(b)))
+    return math.fsum(
+        a[i] * b[j] * (1.0 if i > j else 0.5 if i == j else 0.0)
+        for i in range(len(a))
+        for j in range(len(b))
+    )
 
 
 def test_best_of_two_law_of_the_worked_example():
@@ -37,8 +40,13 @@ def test_best_of_two_law_of_the_worked_example():
     np.testing.assert_allclose(bo2.probs, [0.25, 0.39, 0.36], rtol=0, atol=1e-15)
 
 
-@given(discrete_laws(ties=True, max_levels=5), transforms(), betas(),
-       procedures(max_n=3), st.sampled_from(["procedure", "sample"]))
+@given(
+    discrete_laws(ties=True, max_levels=5),
+    transforms(),
+    betas(),
+    procedures(max_n=3),
+    st.sampled_from(["procedure", "sample"]),
+)
 def test_win_rate_equals_enumeration_with_ties(law, tr, beta, proc, against):
     pol = ia.tilt(tr, beta, law)
     a = enumerate_output(pol.probs, proc.k, proc.n)
@@ -68,10 +76,10 @@ def mp_tilt(law, tr, beta):
             phi = [mp.log(x) for x in u]
         else:
             phi = u
-        w = [qi * mp.exp(f / beta) for qi, f in zip(q, phi)]
+        w = [qi * mp.exp(f / beta) for qi, f in zip(q, phi, strict=True)]
         Z = mp.fsum(w)
         p = [x / Z for x in w]
-        kl = mp.fsum(pi * mp.log(pi / qi) for pi, qi in zip(p, q) if pi > 0)
+        kl = mp.fsum(pi * mp.log(pi / qi) for pi, qi in zip(p, q, strict=True) if pi > 0)
         return [float(x) for x in p], float(kl)
 
 

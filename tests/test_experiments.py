@@ -47,8 +47,13 @@ def test_committed_fig2_is_current():
         proc = ia.best_of(4) if panel["procedure"] == "best-of-4" else ia.worst_of(4)
         for c in panel["curves"]:
             name = c["transform"]
-            tr = (ia.Identity() if name == "identity" else ia.Log() if name == "log"
-                  else ia.Exponential(float(name[len("exp(t="):-1])))
+            tr = (
+                ia.Identity()
+                if name == "identity"
+                else ia.Log()
+                if name == "log"
+                else ia.Exponential(float(name[len("exp(t=") : -1]))
+            )
             i = len(c["kl"]) // 2
             fresh = ia.tradeoff_curve(tr, proc, kls=[c["kl"][i]])
             assert fresh.win_rate[0] == pytest.approx(c["win_rate"][i], abs=1e-12)

@@ -34,8 +34,12 @@ def test_calibrated_levels_of_the_worked_example():
     u, s = ia.level_midpoints(law)
     np.testing.assert_allclose(u, [0.25, 0.65, 0.9], rtol=0, atol=1e-15)
     np.testing.assert_allclose(s, [0.75, 0.35, 0.1], rtol=0, atol=1e-15)
-    np.testing.assert_allclose(ia.calibrate(law, [0, 1, 2, -1, 1.5, 9]),
-                               [0.25, 0.65, 0.9, 0.0, 0.8, 1.0], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        ia.calibrate(law, [0, 1, 2, -1, 1.5, 9]),
+        [0.25, 0.65, 0.9, 0.0, 0.8, 1.0],
+        rtol=0,
+        atol=1e-15,
+    )
 
 
 EPS = np.finfo(float).eps

@@ -32,8 +32,15 @@ def within(estimate, samples, exact):
     assert abs(estimate - exact) <= 4 * se, (estimate, exact, se)
 
 
-@pytest.mark.parametrize("transform, beta", [(ia.Identity(), 0.3), (ia.Exponential(8.0), 0.15),
-                                             (ia.Exponential(-6.0), 0.1), (ia.Log(), 0.5)])
+@pytest.mark.parametrize(
+    "transform, beta",
+    [
+        (ia.Identity(), 0.3),
+        (ia.Exponential(8.0), 0.15),
+        (ia.Exponential(-6.0), 0.1),
+        (ia.Log(), 0.5),
+    ],
+)
 @pytest.mark.parametrize("proc", [ia.best_of(4), ia.worst_of(4), ia.order_statistic(2, 3)])
 def test_continuous_win_rates(transform, beta, proc):
     rng = np.random.default_rng(20261126)

@@ -14,8 +14,9 @@ import infalign_theory as ia
 GRID = np.concatenate([[0.0, 1e-300, 1e-12], np.linspace(0.001, 0.999, 37), [1 - 1e-12, 1.0]])
 
 
-@pytest.mark.parametrize("k, n", [(1, 1), (2, 2), (4, 4), (1, 4), (2, 5), (512, 1024),
-                                  (1024, 1024), (1, 1024), (17, 64)])
+@pytest.mark.parametrize(
+    "k, n", [(1, 1), (2, 2), (4, 4), (1, 4), (2, 5), (512, 1024), (1024, 1024), (1, 1024), (17, 64)]
+)
 def test_cdf_map_matches_scipy(k, n):
     proc = ia.order_statistic(k, n)
     expected = special.betainc(k, n - k + 1, GRID)

@@ -72,7 +72,8 @@ def test_quantile_transform_is_the_raw_reward():
     law = ia.ContinuousLaw(stats.gumbel_r(0.0, 2.0))
     np.testing.assert_allclose(ia.Quantile(law)(U), stats.gumbel_r(0, 2).ppf(U), rtol=1e-12)
     assert ia.Quantile(law)._right(np.array([1e-200]))[0] == pytest.approx(
-        stats.gumbel_r(0, 2).isf(1e-200))
+        stats.gumbel_r(0, 2).isf(1e-200)
+    )
     dlaw = ia.DiscreteLaw([0, 1, 2], [0.5, 0.3, 0.2])
     np.testing.assert_array_equal(ia.Quantile(dlaw)(ia.level_midpoints(dlaw)[0]), [0, 1, 2])
 
