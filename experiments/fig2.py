@@ -8,13 +8,14 @@ exponential transform at several t (t > 0 on the Best-of-4 panel, t < 0 on the W
 panel). The curves are model-agnostic: they hold for every continuous reward law.
 
     python experiments/fig2.py            # writes paper_figures/fig2.png and fig2.json
-    python experiments/fig2.py --quick    # a coarse grid, for smoke tests
+    python experiments/fig2.py --quick    # a coarse grid, for smoke tests (to a temp folder)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -111,15 +112,20 @@ def plot(data: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> Path:
     """Compute, save the JSON, draw the PNG; return the PNG's path."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="coarse KL grid (8 points)")
     parser.add_argument(
-        "--out",
-        type=Path,
-        default=ROOT / "paper_figures",
-        help="output folder (default paper_figures/)",
+        "--quick",
+        action="store_true",
+        help="coarse KL grid (8 points), written to a temporary folder unless --out is given, "
+        "so the committed figure stays as it is",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default paper_figures/)"
     )
     args = parser.parse_args(argv)
     cfg = Config(points=8) if args.quick else Config()
+    if args.out is None:
+        temporary = Path(tempfile.gettempdir()) / "infalign_quick_figures"
+        args.out = temporary if args.quick else ROOT / "paper_figures"
     start = time.perf_counter()
     data = compute(cfg)
     seconds = time.perf_counter() - start

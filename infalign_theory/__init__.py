@@ -14,7 +14,7 @@ from .laws import ContinuousLaw, DiscreteLaw
 from .metrics import Evaluation, evaluate, kl, standard_win_rate, win_rate
 from .policy import ContinuousPolicy, DiscretePolicy, apply, base_policy, tilt
 from .procedures import OrderStatistic, best_of, order_statistic, sampling, worst_of
-from .transforms import Custom, Exponential, Identity, Log, Quantile, Transform, Zero
+from .transforms import Custom, Exponential, Identity, Log, Mirror, Quantile, Transform, Zero
 
 __version__ = "0.1.0"
 
@@ -28,6 +28,7 @@ __all__ = [
     "Exponential",
     "Identity",
     "Log",
+    "Mirror",
     "OrderStatistic",
     "Quantile",
     "TradeoffCurve",

@@ -82,7 +82,7 @@ def _evaluate(transform: Transform, side: np.ndarray, a: np.ndarray, b: np.ndarr
     bad = np.isnan(phi) | (phi == np.inf)
     if np.any(bad):
         p, i = np.argwhere(bad)[0]
-        u = x[p, i] if side[p] == 0 else 1.0 - x[p, i]
+        u = float(x[p, i] if side[p] == 0 else 1.0 - x[p, i])
         raise ValueError(
             f"transform {transform.name} returned {phi[p, i]} at u = {u!r}; a transform must "
             "be finite (or -inf) on (0, 1)"
@@ -179,6 +179,8 @@ def resolve(
         mesh = Mesh(side, a, b, phi)
     else:
         off_l, off_r = transform.offsets
+        if not done:
+            stats = np.zeros(K.N_STATS)  # written by the rounds below: never the placeholder
         win = np.zeros(3)
         status = K.NO_CONVERGENCE
         for _ in range(MAX_ROUNDS):

@@ -2,6 +2,7 @@
 
     infalign evaluate --procedure bon --n 4 --transform exp --t 10 --kl 1 --json
     infalign curve --procedure won --n 4 --transform exp --t -10 --kl-max 3 --points 31
+    infalign verify --examples 50 --seed 1 --json
 
 Invalid arguments exit with status 2 and one line on stderr naming the argument.
 """
@@ -12,6 +13,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -28,13 +30,16 @@ from .transforms import Exponential, Identity, Log, Quantile, Transform
 
 PROCEDURES = ("sampling", "bon", "won", "order")
 TRANSFORMS = ("identity", "log", "exp", "raw")
+#: Options whose values may start with a minus sign (argparse would read them as options).
+_SIGNED = ("--t", "--values", "--kls", "--betas")
+_NUMERIC = re.compile(r"^[-+]?[\d.eE+\-,]*\d[\d.eE+\-,]*$|^[-+]?inf$|^nan$", re.IGNORECASE)
 
 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line and exit with status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 def _number(kind: str) -> Callable[[str], float]:
@@ -71,15 +76,17 @@ def _numbers(kind: str) -> Callable[[str], list[float]]:
     one = _number(kind)
 
     def parse(text: str) -> list[float]:
-        parts = [p for p in text.split(",") if p.strip()]
-        if not parts:
-            raise argparse.ArgumentTypeError("must be a comma-separated list of numbers")
-        return [one(p.strip()) for p in parts]
+        parts = [p.strip() for p in text.split(",")]
+        if not text.strip() or any(not p for p in parts):
+            raise argparse.ArgumentTypeError(
+                f"must be a comma-separated list of numbers, got {text!r}"
+            )
+        return [one(p) for p in parts]
 
     return parse
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_policy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--procedure",
         choices=PROCEDURES,
@@ -121,7 +128,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--values",
         type=_numbers("real"),
         default=None,
-        help="reward values of a discrete law, comma-separated",
+        help="reward values of a discrete law, comma-separated (ties allowed)",
     )
     p.add_argument(
         "--probs",
@@ -146,17 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     ev = sub.add_parser("evaluate", help="KL and win rates of one tilted policy")
-    _add_common(ev)
-    ev.set_defaults(command_parser=ev)
+    _add_policy_options(ev)
     level = ev.add_mutually_exclusive_group(required=True)
     level.add_argument("--beta", type=_number("positive"), help="KL strength beta > 0")
     level.add_argument(
         "--kl", type=_number("positive"), help="target KL in nats (> 0); beta is solved for"
     )
+    ev.set_defaults(command_parser=ev, run=_run_evaluate)
 
-    cu = sub.add_parser("curve", help="a KL / win-rate trade-off curve")
-    _add_common(cu)
-    cu.set_defaults(command_parser=cu)
+    cu = sub.add_parser("curve", help="a KL / win-rate trade-off curve (CSV, or --json)")
+    _add_policy_options(cu)
     grid = cu.add_mutually_exclusive_group(required=True)
     grid.add_argument(
         "--kls",
@@ -175,6 +181,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=31,
         help="number of grid points with --kl-max (default 31)",
     )
+    cu.set_defaults(command_parser=cu, run=_run_curve)
+
+    ve = sub.add_parser("verify", help="check every theorem on generated instances")
+    ve.add_argument(
+        "--examples",
+        type=_count(1, 1_000_000),
+        default=20,
+        help="instances per check (default 20; the reward-space quadrature check "
+        "runs on a fifth of them)",
+    )
+    ve.add_argument(
+        "--seed",
+        type=_count(0, 2**63 - 1),
+        default=0,
+        help="seed of the instance generator (default 0)",
+    )
+    ve.add_argument(
+        "--check",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="run only this check (repeatable); the table lists the names",
+    )
+    ve.add_argument("--json", action="store_true", help="print JSON")
+    ve.set_defaults(command_parser=ve, run=_run_verify)
     return parser
 
 
@@ -223,11 +254,11 @@ def _transform(
     return Identity() if args.transform == "identity" else Log()
 
 
-def _fail(parser: argparse.ArgumentParser, exc: ValueError) -> NoReturn:
+def _fail(parser: argparse.ArgumentParser, exc: ValueError, flags: dict[str, str]) -> NoReturn:
     message = " ".join(str(exc).split())
     name = message.split(" ", 1)[0]
-    flag = f"argument --{name.replace('_', '-')}: " if name in {"kl", "beta", "t", "n"} else ""
-    parser.error(f"{flag}{message}")
+    prefix = f"argument {flags[name]}: " if name in flags else ""
+    parser.error(f"{prefix}{message}")
 
 
 def _print_rows(rows: Sequence[dict[str, Any]]) -> None:
@@ -236,10 +267,7 @@ def _print_rows(rows: Sequence[dict[str, Any]]) -> None:
     writer.writerows(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``infalign`` command."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _policy_setup(args: argparse.Namespace) -> tuple[Any, ...]:
     sub = args.command_parser
     procedure = _procedure(args, sub)
     law = _law(args, sub)
@@ -253,41 +281,99 @@ def main(argv: Sequence[str] | None = None) -> int:
         "law": args.law,
         "against": args.against,
     }
+    return sub, procedure, law, transform, context
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    sub, procedure, law, transform, context = _policy_setup(args)
     try:
-        if args.command == "evaluate":
-            beta = args.beta if args.beta is not None else beta_for_kl(transform, args.kl, law=law)
-            result = evaluate(tilt(transform, beta, law), procedure, against=args.against)
-            out = {**result.to_dict(), **context}
-            if args.json:
-                print(json.dumps(out))
-            else:
-                _print_rows([out])
-            return 0
-        if args.kl_max is not None:
-            kls = np.linspace(0.0, args.kl_max, args.points)
-            curve = tradeoff_curve(transform, procedure, law=law, kls=kls, against=args.against)
-        elif args.kls is not None:
-            curve = tradeoff_curve(
-                transform, procedure, law=law, kls=args.kls, against=args.against
-            )
-        else:
+        beta = args.beta if args.beta is not None else beta_for_kl(transform, args.kl, law=law)
+        result = evaluate(tilt(transform, beta, law), procedure, against=args.against)
+    except ValueError as exc:
+        _fail(sub, exc, {"kl": "--kl", "beta": "--beta", "the": "--beta"})
+    out = {**result.to_dict(), **context}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        _print_rows([out])
+    return 0
+
+
+def _run_curve(args: argparse.Namespace) -> int:
+    sub, procedure, law, transform, context = _policy_setup(args)
+    grid_flag = "--kls" if args.kls is not None else "--kl-max"
+    try:
+        if args.betas is not None:
             curve = tradeoff_curve(
                 transform, procedure, law=law, betas=args.betas, against=args.against
             )
+        else:
+            kls = args.kls if args.kls is not None else np.linspace(0.0, args.kl_max, args.points)
+            curve = tradeoff_curve(transform, procedure, law=law, kls=kls, against=args.against)
     except ValueError as exc:
-        _fail(sub, exc)
+        _fail(sub, exc, {"kl": grid_flag, "beta": "--betas", "the": "--betas"})
     data = curve.to_dict()
     if args.json:
         print(json.dumps({**context, **data}))
     else:
         keys = ("beta", "kl", "win_rate", "standard_win_rate")
-        _print_rows(
-            [
-                dict(zip(keys, vals, strict=True))
-                for vals in zip(*(data[k] for k in keys), strict=True)
-            ]
-        )
+        columns = [data[key] for key in keys]
+        _print_rows([dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)])
     return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from .verify import run_checks  # the battery imports scipy's optimisers and integrators
+
+    try:
+        summaries = run_checks(args.examples, args.seed, args.check)
+    except ValueError as exc:
+        _fail(args.command_parser, exc, {"unknown": "--check"})
+    if args.json:
+        print(json.dumps([s.to_dict() for s in summaries], indent=1))
+    else:
+        header = ("check", "source", "instances", "max residual", "tolerance", "pass")
+        rows = [
+            (
+                s.name,
+                s.source,
+                str(s.instances),
+                f"{s.max_residual:.2e}",
+                f"{s.tolerance:.1e}",
+                "yes" if s.passed else "NO",
+            )
+            for s in summaries
+        ]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        failed = sum(not s.passed for s in summaries)
+        print(
+            f"{len(summaries) - failed} of {len(summaries)} checks passed "
+            f"(seed {args.seed}, {args.examples} examples each)"
+        )
+    return 0 if all(s.passed for s in summaries) else 1
+
+
+def _join_signed_values(argv: list[str]) -> list[str]:
+    """Write ``--values -1,0,1`` as ``--values=-1,0,1``: argparse reads ``-1,0,1`` as an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _SIGNED and i + 1 < len(argv) and _NUMERIC.match(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``infalign`` command."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_join_signed_values(raw))
+    return int(args.run(args))
 
 
 if __name__ == "__main__":

@@ -85,6 +85,10 @@ def _solve_beta(transform: Transform, target: float, law: RewardLaw | None, x: f
         raise ValueError(f"transform must be a Transform, got {transform!r}")
     if isinstance(law, DiscreteLaw):
         limit = kl_limit(transform, law)
+        if limit <= 0.0:
+            raise ValueError(
+                f"kl is 0 for every beta: {transform.name} is constant on the levels of this law"
+            )
         if not target < limit:
             raise ValueError(
                 f"kl must be in (0, {limit:.12g}) for {transform.name} on this law (its limit "
@@ -192,12 +196,12 @@ def tradeoff_curve(
     if betas is not None:
         grid = np.atleast_1d(np.asarray(betas, dtype=np.float64))
         if grid.size == 0 or np.any(np.isnan(grid)) or np.any(grid <= 0.0):
-            raise ValueError("betas must be numbers > 0 (inf for the base policy)")
+            raise ValueError("betas must be a non-empty list of numbers > 0 (inf: the base)")
         beta = grid.copy()
     else:
         grid = np.atleast_1d(np.asarray(kls, dtype=np.float64))
         if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0.0):
-            raise ValueError("kls must be finite numbers >= 0")
+            raise ValueError("kls must be a non-empty list of finite numbers >= 0")
         beta = np.full(grid.size, np.inf)
         x = 0.0
         for i in np.argsort(grid):

@@ -72,7 +72,9 @@ class DiscreteLaw:
         sf = np.concatenate([np.cumsum(merged[::-1])[::-1][1:], [0.0]])
         object.__setattr__(self, "values", levels)
         object.__setattr__(self, "probs", merged)
-        object.__setattr__(self, "cdf_levels", np.cumsum(merged))
+        cdf = np.cumsum(merged)
+        cdf[-1] = 1.0  # the sum of the masses is one; a rounding above would leave C > 1
+        object.__setattr__(self, "cdf_levels", cdf)
         object.__setattr__(self, "sf_levels", sf)
         for arr in (self.values, self.probs, self.cdf_levels, self.sf_levels):
             arr.setflags(write=False)
@@ -154,15 +156,18 @@ class ContinuousLaw:
 
     def pdf(self, x: Any) -> np.ndarray:
         """Density of the reward."""
-        return np.asarray(self.dist.pdf(x), dtype=np.float64)
+        with np.errstate(over="ignore", under="ignore"):
+            return np.asarray(self.dist.pdf(x), dtype=np.float64)
 
     def cdf(self, x: Any) -> np.ndarray:
         """P(R <= x)."""
-        return np.asarray(self.dist.cdf(x), dtype=np.float64)
+        with np.errstate(over="ignore", under="ignore"):
+            return np.asarray(self.dist.cdf(x), dtype=np.float64)
 
     def sf(self, x: Any) -> np.ndarray:
         """P(R > x), accurate in the upper tail."""
-        return np.asarray(self.dist.sf(x), dtype=np.float64)
+        with np.errstate(over="ignore", under="ignore"):
+            return np.asarray(self.dist.sf(x), dtype=np.float64)
 
     def pmf(self, x: Any) -> np.ndarray:
         """P(R = x): zero for a continuous law."""
@@ -170,11 +175,13 @@ class ContinuousLaw:
 
     def ppf(self, q: Any) -> np.ndarray:
         """Quantile function."""
-        return np.asarray(self.dist.ppf(unit_interval(q, "q")), dtype=np.float64)
+        with np.errstate(over="ignore", under="ignore"):
+            return np.asarray(self.dist.ppf(unit_interval(q, "q")), dtype=np.float64)
 
     def isf(self, s: Any) -> np.ndarray:
         """Quantile at 1 - s, accurate for small s."""
-        return np.asarray(self.dist.isf(unit_interval(s, "s")), dtype=np.float64)
+        with np.errstate(over="ignore", under="ignore"):
+            return np.asarray(self.dist.isf(unit_interval(s, "s")), dtype=np.float64)
 
     def mean(self) -> float:
         """E[R] (inf or nan where the law has no mean)."""

@@ -40,6 +40,11 @@ from .procedures import OrderStatistic
 AGAINST = ("procedure", "sample")
 
 
+def _unit(w: float) -> float:
+    """A probability computed by summation, kept in [0, 1] (rounding can stray by 1e-15)."""
+    return min(max(w, 0.0), 1.0)
+
+
 def _check_policy(policy: object) -> None:
     if not isinstance(policy, DiscretePolicy | ContinuousPolicy):
         raise ValueError(f"policy must be a DiscretePolicy or ContinuousPolicy, got {policy!r}")
@@ -58,8 +63,8 @@ def standard_win_rate(policy: Policy) -> float:
     _check_policy(policy)
     if isinstance(policy, DiscretePolicy):
         u, _ = level_midpoints(policy.law)
-        return float(np.dot(policy.probs, u))
-    return float(policy._resolved.stats[K.ST_WSTD])
+        return _unit(float(np.dot(policy.probs, u)))
+    return _unit(float(policy._resolved.stats[K.ST_WSTD]))
 
 
 def win_rate(policy: Policy, procedure: OrderStatistic, *, against: str = "procedure") -> float:
@@ -81,7 +86,7 @@ def win_rate(policy: Policy, procedure: OrderStatistic, *, against: str = "proce
     k, n = procedure.k, procedure.n
     kr, nr = (k, n) if against == "procedure" else (1, 1)
     if isinstance(policy, DiscretePolicy):
-        return float(K.discrete_win_rate(policy.probs, policy.law.probs, k, n, kr, nr))
+        return _unit(float(K.discrete_win_rate(policy.probs, policy.law.probs, k, n, kr, nr)))
     key = (k, n, kr, nr)
     if key not in policy._win_cache:
         res = _mesh.resolve(policy.transform, policy.beta, key, start=policy._resolved)

@@ -31,7 +31,7 @@ from ._validate import finite_array, positive_finite, unit_interval
 from .calibration import level_midpoints
 from .laws import PROB_SUM_TOL, ContinuousLaw, DiscreteLaw, RewardLaw
 from .procedures import OrderStatistic
-from .transforms import Transform, Zero
+from .transforms import Quantile, Transform, Zero
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,6 +206,9 @@ def _integrated_legendre(coef: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 Policy = DiscretePolicy | ContinuousPolicy
 
+#: The smallest beta accepted: below it 1/beta overflows for transforms of order one.
+BETA_MIN = 1e-300
+
 
 def tilt(transform: Transform, beta: float, law: RewardLaw | None = None) -> Policy:
     r"""The KL-regularised policy :math:`\pi \propto \pi_{\rm ref} \exp(\Phi(C)/\beta)`.
@@ -227,6 +230,13 @@ def tilt(transform: Transform, beta: float, law: RewardLaw | None = None) -> Pol
     if not isinstance(transform, Transform):
         raise ValueError(f"transform must be a Transform, got {transform!r}")
     beta = positive_finite(beta, "beta")
+    if beta < BETA_MIN:
+        raise ValueError(f"beta must be a finite number >= {BETA_MIN:g}, got {beta!r}")
+    if isinstance(transform, Quantile) and isinstance(transform.law, DiscreteLaw) and law is None:
+        raise ValueError(
+            "law must be given for the raw reward of a DiscreteLaw: its ties need the discrete "
+            "calibrated space, tilt(Quantile(law), beta, law)"
+        )
     if law is None or isinstance(law, ContinuousLaw):
         return ContinuousPolicy(transform, beta, law)
     if not isinstance(law, DiscreteLaw):
@@ -237,7 +247,13 @@ def tilt(transform: Transform, beta: float, law: RewardLaw | None = None) -> Pol
     if np.all(values == -np.inf):
         raise ValueError(f"transform {transform.name} is -inf at every level of the law")
     # Phi/beta up to a common constant, each value kept relative to the largest offset.
-    ell = values / beta + (offsets - offsets.max()) / beta
+    with np.errstate(over="ignore", invalid="ignore"):
+        ell = values / beta + (offsets - offsets.max()) / beta
+    if np.any(np.isnan(ell) | (ell == np.inf)):
+        raise ValueError(
+            f"the tilt by {transform.name} at beta = {beta:g} overflows: Phi/beta leaves the "
+            "double range on this law; use a larger beta"
+        )
     p = np.empty(law.n_levels)
     r = np.empty(law.n_levels)
     K.discrete_tilt(law.probs, ell, p, r)

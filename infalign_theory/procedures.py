@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _kernels as K
 from ._validate import integer, unit_interval
@@ -62,7 +63,7 @@ class OrderStatistic:
         """The procedure seen through u -> 1 - u: the (n - k + 1)-th smallest of n."""
         return OrderStatistic(self.n - self.k + 1, self.n)
 
-    def g(self, F: np.ndarray | float) -> np.ndarray:
+    def g(self, F: ArrayLike) -> np.ndarray:
         """The CDF map g(F) = I_F(k, n - k + 1), elementwise, for F in [0, 1]."""
         F = unit_interval(F, "F")
         flat = np.ascontiguousarray(F, dtype=np.float64).ravel()
@@ -71,7 +72,7 @@ class OrderStatistic:
         K.cdf_map_array(self.k, self.n, flat, 1.0 - flat, out, outc)
         return out.reshape(F.shape)
 
-    def g_prime(self, F: np.ndarray | float) -> np.ndarray:
+    def g_prime(self, F: ArrayLike) -> np.ndarray:
         """The derivative g'(F) = F^(k-1) (1-F)^(n-k) / B(k, n-k+1), for F in [0, 1]."""
         F = unit_interval(F, "F")
         flat = np.ascontiguousarray(F, dtype=np.float64).ravel()

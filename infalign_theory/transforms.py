@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from . import _kernels as K
-from ._validate import real, unit_interval
+from ._validate import positive_finite, real, unit_interval
 from .laws import ContinuousLaw, DiscreteLaw, RewardLaw
 
 
@@ -188,6 +188,7 @@ class Exponential(_Builtin):
         :math:`\exp(\Phi_t/\beta) \propto \exp(\mathrm{sign}(t)\,e^{tu}/\beta')` with
         :math:`\beta' = \beta\,|e^t - 1|` (inf when that overflows).
         """
+        beta = positive_finite(beta, "beta")
         if self.t == 0.0:
             return beta
         return float(beta * abs(math.expm1(self.t))) if abs(self.t) < 709 else math.inf
@@ -202,6 +203,37 @@ class Zero(_Builtin):
     @property
     def name(self) -> str:  # noqa: D102
         return "base"
+
+
+@dataclass(frozen=True)
+class Mirror(Transform):
+    r"""The mirror image :math:`\tilde\Phi(u) = \Phi(1 - u)` of a transform.
+
+    The tilt by the mirror is the tilt by Phi seen through u -> 1 - u: its density is
+    f(1 - u). (It decreases where Phi increases.) Evaluated exactly: each side of the mirror
+    is the other side of Phi.
+    """
+
+    transform: Transform
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.transform, Transform):
+            raise ValueError(f"transform must be a Transform, got {self.transform!r}")
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return f"mirror({self.transform.name})"
+
+    @property
+    def offsets(self) -> tuple[float, float]:  # noqa: D102
+        off_l, off_r = self.transform.offsets
+        return (off_r, off_l)
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        return self.transform._right(u)
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        return self.transform._left(s)
 
 
 @dataclass(frozen=True, eq=False)

@@ -187,3 +187,11 @@ def test_raw_gaussian_reward_tilt_is_the_shifted_gaussian():
     assert ia.standard_win_rate(pol) == pytest.approx(
         stats.norm.cdf(1 / (beta * math.sqrt(2))), abs=1e-12
     )
+
+
+def test_policies_of_custom_transforms_do_not_share_state():
+    # Regression: two non-built-in tilts once shared one statistics vector.
+    a = ia.tilt(ia.Custom(lambda u: 3 * u, "3u"), 0.5)
+    b = ia.tilt(ia.Custom(lambda u: u, "u"), 0.5)
+    assert ia.kl(a) == pytest.approx(ia.kl(ia.tilt(ia.Identity(), 0.5 / 3)), abs=1e-13)
+    assert ia.kl(b) == pytest.approx(ia.kl(ia.tilt(ia.Identity(), 0.5)), abs=1e-13)
