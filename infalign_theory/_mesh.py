@@ -203,3 +203,109 @@ def resolve(
         _raise(status, win, beta, transform)
     w = min(max(float(win[0]), 0.0), 1.0) if n > 0 else None
     return Resolved(mesh, r, f, mass, stats, w)
+
+
+# --------------------------------------------------------------------------------------
+# Working with functions given by their values at the nodes of a mesh.
+# --------------------------------------------------------------------------------------
+def nodes(mesh: Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, s = 1 - u, quadrature weight) at every node, shape (P, NODES), u and s exact."""
+    h = 0.5 * (mesh.b - mesh.a)
+    x = mesh.a[:, None] + h[:, None] * (1.0 + K.XI[None, :])
+    one = mesh.side[:, None] == 1
+    return np.where(one, 1.0 - x, x), np.where(one, x, 1.0 - x), h[:, None] * K.WI[None, :]
+
+
+def _integrated_legendre(coef: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """sum_j coef[:, j] * int_{-1}^{z} P_j for each row, by the three-term recurrence."""
+    n = coef.shape[1]
+    p_prev = np.ones_like(z)  # P_0
+    p_cur = z.copy()  # P_1
+    total = coef[:, 0] * (z + 1.0)
+    for j in range(1, n):
+        p_next = ((2 * j + 1) * z * p_cur - j * p_prev) / (j + 1)
+        total += coef[:, j] * (p_next - p_prev) / (2 * j + 1)
+        p_prev, p_cur = p_cur, p_next
+    return total
+
+
+def _locate(mesh: Mesh, x: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Panel index and local coordinate z in [-1, 1] of points x on their side."""
+    p = np.empty(x.size, dtype=np.int64)
+    for sd in (0, 1):
+        sel = np.flatnonzero(left if sd == 0 else ~left)
+        panels = np.flatnonzero(mesh.side == sd)
+        j = np.clip(np.searchsorted(mesh.b[panels], x[sel], side="left"), 0, panels.size - 1)
+        p[sel] = panels[j]
+    a, b = mesh.a[p], mesh.b[p]
+    return p, np.clip((2.0 * x - a - b) / (b - a), -1.0, 1.0)
+
+
+def interpolate(mesh: Mesh, values: np.ndarray, u: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The spectral interpolant of node values ``values`` (P, NODES) at exact pairs (u, s)."""
+    u, s = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(s, dtype=np.float64))
+    left = np.ravel(u <= s)
+    p, z = _locate(mesh, np.where(left, np.ravel(u), np.ravel(s)), left)
+    coef = values[p] @ K.COEF.T
+    p_prev, p_cur = np.ones_like(z), z.copy()
+    out = coef[:, 0] + coef[:, 1] * z
+    for j in range(1, coef.shape[1] - 1):
+        p_prev, p_cur = p_cur, ((2 * j + 1) * z * p_cur - j * p_prev) / (j + 1)
+        out += coef[:, j + 1] * p_cur
+    return out.reshape(u.shape)
+
+
+def accumulate(
+    mesh: Mesh, values: np.ndarray, u: np.ndarray, s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """int_0^u v and int_u^1 v of the spectral interpolant of ``values`` (P, NODES).
+
+    Points are exact pairs (u, s = 1 - u); each integral is accumulated from the nearer end
+    of [0, 1] and the other is the total minus it.
+    """
+    u, s = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(s, dtype=np.float64))
+    h = 0.5 * (mesh.b - mesh.a)
+    panel_total = h * (values @ K.WI)
+    total = float(panel_total.sum())
+    left = np.ravel(u <= s)
+    x = np.where(left, np.ravel(u), np.ravel(s))
+    near = np.empty(x.shape)
+    for sd in (0, 1):
+        sel = np.flatnonzero(left if sd == 0 else ~left)
+        if sel.size == 0:
+            continue
+        panels = np.flatnonzero(mesh.side == sd)
+        starts = np.concatenate([[0.0], np.cumsum(panel_total[panels])[:-1]])
+        j = np.clip(np.searchsorted(mesh.b[panels], x[sel], side="left"), 0, panels.size - 1)
+        p = panels[j]
+        a, b = mesh.a[p], mesh.b[p]
+        z = np.clip((2.0 * x[sel] - a - b) / (b - a), -1.0, 1.0)
+        coef = values[p] @ K.COEF.T  # Legendre coefficients, one row a point
+        near[sel] = starts[j] + h[p] * _integrated_legendre(coef, z)
+    lower = np.where(left, near, total - near).reshape(u.shape)
+    upper = np.where(left, total - near, near).reshape(u.shape)
+    return lower, upper
+
+
+def cumulative_matrices(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+    """Dense (L, U) with (L v)_i = int_0^{u_i} v and (U v)_i = int_{u_i}^1 v, v at the nodes.
+
+    Row i of the operator on node i's own side is exact spectral integration from that
+    side's end; the other is the total minus it (L + U = the row of weights).
+    """
+    P, m = mesh.size, K.NODES
+    n = P * m
+    h = 0.5 * (mesh.b - mesh.a)
+    near = np.zeros((n, n))
+    for sd in (0, 1):
+        before = np.zeros(n)
+        for p in np.flatnonzero(mesh.side == sd):
+            rows = slice(p * m, (p + 1) * m)
+            near[rows] = before[None, :]
+            near[rows, rows] += h[p] * K.CUM
+            before[rows] = h[p] * K.WI
+    weights = (h[:, None] * K.WI[None, :]).ravel()
+    one = np.repeat(mesh.side == 1, m)
+    L = np.where(one[:, None], weights[None, :] - near, near)
+    U = np.where(one[:, None], near, weights[None, :] - near)
+    return L, U

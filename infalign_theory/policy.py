@@ -145,27 +145,9 @@ class ContinuousPolicy:
     def _cdf_pair(self, u: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(G, 1 - G) at exact pairs (u, s): mass accumulated from the nearer end."""
         res = self._resolved
-        mesh = res.mesh
-        u, s = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(s, dtype=np.float64))
-        left = np.ravel(u <= s)
-        x = np.where(left, np.ravel(u), np.ravel(s))
-        acc = np.empty(x.shape)
-        for sd in (0, 1):
-            sel = np.flatnonzero(left if sd == 0 else ~left)
-            if sel.size == 0:
-                continue
-            panels = np.flatnonzero(mesh.side == sd)
-            starts = np.concatenate([[0.0], np.cumsum(res.mass[panels])[:-1]])
-            j = np.clip(np.searchsorted(mesh.b[panels], x[sel], side="left"), 0, panels.size - 1)
-            p = panels[j]
-            a, b = mesh.a[p], mesh.b[p]
-            z = np.clip((2.0 * x[sel] - a - b) / (b - a), -1.0, 1.0)
-            coef = res.f[p] @ K.COEF.T  # Legendre coefficients of f, one row a point
-            acc[sel] = starts[j] + 0.5 * (b - a) * _integrated_legendre(coef, z)
-        acc = np.clip(acc, 0.0, 1.0)
-        G = np.where(left, acc, 1.0 - acc).reshape(u.shape)
-        Gc = np.where(left, 1.0 - acc, acc).reshape(u.shape)
-        return G, Gc
+        G, Gc = _mesh.accumulate(res.mesh, res.f, u, s)
+        total = G + Gc  # one, up to rounding
+        return np.clip(G / total, 0.0, 1.0), np.clip(Gc / total, 0.0, 1.0)
 
     def ppf(self, q: Any) -> np.ndarray:
         """Quantile of the policy in calibrated space (inverse of :meth:`cdf`)."""
@@ -189,19 +171,6 @@ class ContinuousPolicy:
         if self.law is None:
             raise ValueError("sample_rewards needs the policy's law: tilt(..., law=ContinuousLaw)")
         return self.law.ppf(self.sample(rng, size))
-
-
-def _integrated_legendre(coef: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """sum_j coef[:, j] * int_{-1}^{z} P_j for each row, by the three-term recurrence."""
-    n = coef.shape[1]
-    p_prev = np.ones_like(z)  # P_0
-    p_cur = z.copy()  # P_1
-    total = coef[:, 0] * (z + 1.0)
-    for j in range(1, n):
-        p_next = ((2 * j + 1) * z * p_cur - j * p_prev) / (j + 1)
-        total += coef[:, j] * (p_next - p_prev) / (2 * j + 1)
-        p_prev, p_cur = p_cur, p_next
-    return total
 
 
 Policy = DiscretePolicy | ContinuousPolicy

@@ -1,0 +1,903 @@
+r"""The InfAlign optimum, computed: the policy maximising W_T - beta KL, and its transform.
+
+InfAlign (Balashankar, Sun, et al., arXiv 2412.19792), Lemma 1 and Theorem 1: for a CDF-map
+procedure T the maximiser of :math:`W_T(\pi) - \beta\,\mathrm{KL}(\pi\|\pi_{\rm ref})` is
+KL-regularised RL with a transformed reward, :math:`\pi \propto \pi_{\rm ref}\,e^{R/\beta}`,
+where R is the first variation of W_T at the optimum itself (DESIGN §5):
+
+.. math:: R(v) = \int_0^v g'(G(u))\, g_{\rm ref}'(u)\, du \quad \text{(continuous)}, \qquad
+          R_i = \sum_{j \ge i} g'(P_j)\,\frac{B_{j-1} - B_{j+1}}{2} \quad \text{(levels)},
+
+with G (P) the optimum's CDF, g the procedure's CDF map and g_ref that of the base's side
+(T itself, or sampling for ``against="sample"``).
+
+Method
+------
+The unknown is the log-density y at the nodes of a quadrature mesh (continuous) or the
+log-ratio on the levels (discrete). The fixed point y = T(y) = R[G(e^y)]/beta - log Z is
+solved by Newton's method with the exact Jacobian
+:math:`T'(y) = \beta^{-1}(I - \mathbf 1 t^\top)\,L\,\mathrm{diag}(g''(G) g'_{\rm ref})\,
+\partial G/\partial y`, L the cumulative-integration operator, t the tilt's weights. In
+increasing-u order L is block lower triangular, so I - T'(y) is a block-triangular matrix
+plus a rank-two term: each Newton system costs one sweep of 20 x 20 panel solves and a
+2 x 2 Woodbury correction (O(n), not O(n^3)). For a KL budget the system is *bordered*:
+log beta is a further unknown and KL(y) = budget a further equation -- the KKT conditions of
+max W_T s.t. KL = budget, valid also where the frontier is not concave. The solution is
+continued from the base (KL 0.02) to the target with a tangent predictor (one more linear
+solve) and a Newton corrector whose line search decreases the RMS residual; steps halve on
+failure and grow on success, so small beta never starts cold. After each stage the
+library's own refinement test runs on the solution's density and win-rate integrand, the
+flagged panels are split, the solution interpolated onto them and Newton repeated; the KL,
+W_std and W_T of the result are computed by the library on the final policy.
+
+Convergence means max|y - T(y)| < 1e-11, or below the level rounding allows and the
+residual can affect: where W_T nearly saturates (beta ~ 1e-9) T = R/beta carries an error
+of eps max|R|/beta, and a residual d moves W_T by only about max|R| d. Once W_T is within
+1e-9 of 1, a larger KL cannot raise it by more than that: the continuation stops and the
+solution is returned as ``saturated`` (its KL below the budget).
+
+Best-of-N makes W_T concave in the policy, so the stationary point is the unique optimum.
+Worst-of-N makes it convex and several stationary points may exist: the solver then also
+starts from exponential transforms with several t < 0 at the target and continues from the
+high-KL end, keeps every distinct stationary point it finds (``stationary_points``), and
+returns the one with the highest objective.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _kernels as K
+from . import _mesh
+from ._validate import choice, positive_finite
+from .calibration import level_midpoints
+from .curves import TradeoffCurve, beta_for_kl, kl_limit
+from .laws import ContinuousLaw, DiscreteLaw, RewardLaw
+from .metrics import AGAINST, kl, standard_win_rate, win_rate
+from .policy import DiscretePolicy, Policy, tilt
+from .procedures import OrderStatistic
+from .transforms import Exponential, Identity, Transform
+
+#: Newton stops when the fixed-point residual max|y - T(y)| falls below this.
+TOL = 1e-11
+#: Once W_T is this close to 1 a larger KL budget can raise it by less than this: the
+#: continuation stops there and reports the solution as ``saturated``.
+SATURATION = 1e-9
+_MAX_NEWTON = 60
+
+
+# --------------------------------------------------------------------------------------
+# The transform found: R as the integral of node values on a mesh.
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Interpolated(Transform):
+    """A transform given by its values at the nodes of a quadrature mesh.
+
+    Evaluated by the piecewise spectral interpolant of those values, at exact pairs
+    (u, 1 - u), so points next to either end keep full precision.
+    """
+
+    mesh: _mesh.Mesh
+    values: np.ndarray  # (P, NODES)
+    label: str = "interpolated"
+    __hash__ = None  # type: ignore[assignment]  # (arrays inside: never cached by identity)
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return self.label
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        return _mesh.interpolate(self.mesh, self.values, u, 1.0 - u)
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        return _mesh.interpolate(self.mesh, self.values, 1.0 - s, s)
+
+
+# --------------------------------------------------------------------------------------
+# The fixed-point map and its derivatives, continuous and discrete.
+# --------------------------------------------------------------------------------------
+def _density(k: int, n: int, F: np.ndarray, Fc: np.ndarray) -> np.ndarray:
+    """g'(F) for the k-th smallest of n (the Beta(k, n - k + 1) density), from exact pairs."""
+    out = np.empty(F.size)
+    K.cdf_map_prime_array(k, n, np.clip(F, 0.0, 1.0).ravel(), np.clip(Fc, 0.0, 1.0).ravel(), out)
+    return out.reshape(F.shape)
+
+
+def _slopes(k: int, n: int, F: np.ndarray, Fc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """g'(F) and g''(F) for the k-th smallest of n, from exact pairs (F, 1 - F).
+
+    g'' by the Beta-density identity g''_{k,n} = n (g'_{k-1,n-1} - g'_{k,n-1}), which has no
+    division by F or 1 - F and so no overflow next to the ends.
+    """
+    g1 = _density(k, n, F, Fc)
+    if n == 1:
+        return g1, np.zeros_like(g1)
+    g2 = np.zeros_like(g1)
+    if k > 1:
+        g2 += n * _density(k - 1, n - 1, F, Fc)
+    if k < n:
+        g2 -= n * _density(k, n - 1, F, Fc)
+    return g1, g2
+
+
+class _Continuous:
+    """The fixed-point map on one mesh of [0, 1], unknowns in increasing-u order.
+
+    In that order the cumulative-integration operator L is block lower triangular: panel p
+    has its own spectral block B_p and sees every earlier panel q through the row of
+    weights w_q. The Newton matrix J = I - T'(y) is (I - A) plus a rank-two term, with
+    A = beta^-1 L diag(g'' g_ref') L diag(f), so J^-1 costs one sweep of 20 x 20 panel
+    solves (the scalars integral(f x) and integral(g'' g_ref' z) carried from panel to
+    panel) and a 2 x 2 Woodbury correction -- never a dense n x n factorisation.
+    """
+
+    def __init__(self, mesh: _mesh.Mesh, proc: OrderStatistic, ref: OrderStatistic):
+        self.mesh = mesh
+        P, m = mesh.size, K.NODES
+        order = np.concatenate(
+            [np.flatnonzero(mesh.side == 0), np.flatnonzero(mesh.side == 1)[::-1]]
+        )
+        idx = np.arange(P * m).reshape(P, m)
+        self.perm = np.concatenate([idx[p] if mesh.side[p] == 0 else idx[p][::-1] for p in order])
+        h = 0.5 * (mesh.b - mesh.a)[order]
+        right = mesh.side[order] == 1
+        lower_of_right = (np.ones((m, 1)) * K.WI[None, :] - K.CUM)[::-1, ::-1]
+        self.B = h[:, None, None] * np.where(
+            right[:, None, None], lower_of_right[None], K.CUM[None]
+        )
+        self.wloc = h[:, None] * np.where(right[:, None], K.WI[::-1][None, :], K.WI[None, :])
+        u, s, w = (v.ravel()[self.perm] for v in _mesh.nodes(mesh))
+        self.u, self.s, self.w = u, s, w
+        self.proc = proc
+        self.ref = ref
+        self.dref, _ = _slopes(ref.k, ref.n, u, s)
+
+    # -- conversions between increasing-u order and the mesh's (P, NODES) layout ----------
+    def to_mesh(self, v: np.ndarray) -> np.ndarray:
+        out = np.empty(v.size)
+        out[self.perm] = v
+        return out.reshape(self.mesh.size, K.NODES)
+
+    def from_mesh(self, v: np.ndarray) -> np.ndarray:
+        return v.ravel()[self.perm]
+
+    def _accumulated(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(int_0^u v on side 0, int_u^1 v on side 1) at the nodes, each exact from its end."""
+        mesh = self.mesh
+        lo = np.empty((mesh.size, K.NODES))
+        up = np.empty((mesh.size, K.NODES))
+        K.cdf_at_nodes(mesh.side, mesh.a, mesh.b, self.to_mesh(v), K.CUM, K.WI, lo, up)
+        return self.from_mesh(lo), self.from_mesh(up)
+
+    def _L(self, v: np.ndarray) -> np.ndarray:
+        P, m = self.B.shape[:2]
+        v = v.reshape(P, m, -1)
+        local = np.matmul(self.B, v)
+        tot = np.einsum("pj,pjr->pr", self.wloc, v)
+        return (local + (np.cumsum(tot, axis=0) - tot)[:, None, :]).reshape(P * m, -1)
+
+    def _Lt(self, v: np.ndarray) -> np.ndarray:
+        P, m = self.B.shape[:2]
+        v = v.reshape(P, m, -1)
+        local = np.matmul(self.B.transpose(0, 2, 1), v)
+        tot = v.sum(axis=1)
+        after = np.cumsum(tot[::-1], axis=0)[::-1] - tot
+        return (local + self.wloc[:, :, None] * after[:, None, :]).reshape(P * m, -1)
+
+    def tilt_map(self, y: np.ndarray, beta: float) -> dict[str, Any]:
+        f = np.exp(_normalise(self.w, y))
+        right = np.repeat(self.mesh.side == 1, K.NODES)[self.perm]
+        lo, up = self._accumulated(f)
+        G, Gc = np.where(right, 1.0 - up, lo), np.where(right, up, 1.0 - lo)
+        g1, g2 = _slopes(self.proc.k, self.proc.n, G, Gc)
+        q = g1 * self.dref
+        qlo, qup = self._accumulated(q)
+        R = np.where(right, float(self.w @ q) - qup, qlo)
+        ell = R / beta
+        T = ell - float(ell.max())
+        T -= math.log(float(self.w @ np.exp(T)))
+        return {
+            "T": T,
+            "f": f,
+            "G": G,
+            "D2": g2 * self.dref,
+            "q": q,
+            "R": R,
+            "beta": beta,
+            "t": self.w * np.exp(T),
+            "dT_dlogbeta": None,
+        }
+
+    def jacobian_solve(self, st: dict[str, Any], rhs: np.ndarray) -> np.ndarray:
+        """J^-1 rhs for J = I - T'(y) at the state ``st``; rhs of shape (n, r)."""
+        beta, f, D2, t = st["beta"], st["f"], st["D2"], st["t"]
+        P, m = self.B.shape[:2]
+        wf = self.w * f
+        a = self._L(D2 * st["G"])[:, 0] / beta
+        At = f * self._Lt(D2 * self._Lt(t)[:, 0])[:, 0] / beta
+        Uc = np.column_stack([a, np.ones_like(a)])
+        Vc = np.column_stack([wf, At - float(t @ a) * wf])
+        cols = np.column_stack([rhs, Uc])  # solve (I - A) for all at once
+        r = cols.shape[1]
+        fp, dp = f.reshape(P, m), D2.reshape(P, m)
+        BD = self.B * dp[:, None, :]
+        Mp = np.eye(m)[None] - np.matmul(BD, self.B * fp[:, None, :]) / beta
+        e = np.full((P, m, 1), 1.0 / beta)
+        c = (BD.sum(axis=2) / beta)[:, :, None]
+        X = np.linalg.solve(Mp, np.concatenate([cols.reshape(P, m, r), e, c], axis=2))
+        out = np.empty((P, m, r))
+        Z = np.zeros(r)
+        V = np.zeros(r)
+        for p in range(P):
+            x = X[p, :, :r] + np.outer(X[p, :, r], V) + np.outer(X[p, :, r + 1], Z)
+            z = Z[None, :] + self.B[p] @ (fp[p][:, None] * x)
+            out[p] = x
+            Z = Z + (self.wloc[p] * fp[p]) @ x
+            V = V + (self.wloc[p] * dp[p]) @ z
+        Y = out.reshape(P * m, r)
+        Yb, Yu = Y[:, : rhs.shape[1]], Y[:, rhs.shape[1] :]
+        S = np.eye(2) + Vc.T @ Yu
+        return Yb - Yu @ np.linalg.solve(S, Vc.T @ Yb)
+
+    def dT_dlogbeta(self, st: dict[str, Any]) -> np.ndarray:
+        return -(st["R"] - float(st["t"] @ st["R"])) / st["beta"]
+
+    def kl(self, y: np.ndarray) -> tuple[float, np.ndarray]:
+        return _kl(self.w, y)
+
+    def normalise(self, y: np.ndarray) -> np.ndarray:
+        return _normalise(self.w, y)
+
+    def summary(
+        self, y: np.ndarray, key: tuple[int, int, int, int], refine: bool = True
+    ) -> tuple[int, Any]:
+        """Run one refinement round of the library's engine on the density e^y.
+
+        Returns DONE with (KL, W_std, W_T), or SPLIT with the refined model and y
+        interpolated onto it. Without ``refine`` the numbers are computed on this mesh as
+        it is.
+        """
+        mesh = self.mesh
+        phi = self.to_mesh(self.normalise(y))
+        P = mesh.size
+        r = np.empty((P, K.NODES))
+        f = np.empty((P, K.NODES))
+        mass = np.empty(P)
+        flags = np.zeros(P, dtype=np.bool_)
+        stats = np.zeros(K.N_STATS)
+        win = np.zeros(3)
+        if not refine:
+            K.tilt_pass(
+                mesh.side,
+                mesh.a,
+                mesh.b,
+                phi,
+                0.0,
+                0.0,
+                1.0,
+                _mesh.RTOL,
+                K.XI,
+                K.WI,
+                K.TAIL,
+                r,
+                f,
+                mass,
+                flags,
+                stats,
+            )
+            w, _ = K.win_pass(
+                mesh.side,
+                mesh.a,
+                mesh.b,
+                f,
+                *key,
+                _mesh.ATOL_WIN,
+                _mesh.RTOL,
+                K.XI,
+                K.WI,
+                K.CUM,
+                K.TAIL,
+                flags,
+            )
+            return K.DONE, (float(stats[K.ST_KL]), float(stats[K.ST_WSTD]), float(w))
+        status = K.refine_round(
+            mesh.side,
+            mesh.a,
+            mesh.b,
+            phi,
+            0.0,
+            0.0,
+            1.0,
+            *key,
+            _mesh.RTOL,
+            _mesh.ATOL_WIN,
+            _mesh.MAX_FLOOR,
+            _mesh.X_FLOOR,
+            _mesh.MAX_PANELS,
+            K.XI,
+            K.WI,
+            K.TAIL,
+            K.CUM,
+            r,
+            f,
+            mass,
+            flags,
+            stats,
+            win,
+            False,
+        )
+        if status == K.DONE:
+            return status, (float(stats[K.ST_KL]), float(stats[K.ST_WSTD]), float(win[0]))
+        if status != K.SPLIT:
+            return status, None
+        side, a, b, new_phi, fresh = K.split_panels(mesh.side, mesh.a, mesh.b, phi, flags)
+        refined = _mesh.Mesh(side, a, b, new_phi)
+        u, s, _ = _mesh.nodes(refined)
+        new_phi[fresh] = _mesh.interpolate(mesh, phi, u[fresh], s[fresh])
+        model = _Continuous(refined, self.proc, self.ref)
+        return status, (model, model.from_mesh(new_phi))
+
+
+class _Discrete:
+    """The fixed-point map on the levels of a discrete law; y = log(p/q). Dense: m is small."""
+
+    def __init__(self, law: DiscreteLaw, proc: OrderStatistic, ref: OrderStatistic):
+        self.w = law.probs
+        m = law.n_levels
+        self.L = np.tril(np.ones((m, m)))  # P_j = sum_{i <= j} p_i
+        B = np.concatenate([[0.0], ref.g(law.cdf_levels[:-1]), [1.0]])
+        self.c = np.concatenate([(B[:-2] - B[2:]) / 2.0, [0.0]])  # zero for the top level
+        self.suffix = np.triu(np.ones((m, m)))  # R_i = sum_{j >= i} a_j
+        self.proc = proc
+        self.law = law
+
+    def tilt_map(self, y: np.ndarray, beta: float) -> dict[str, Any]:
+        p = self.w * np.exp(_normalise(self.w, y))
+        P = np.cumsum(p)
+        Pc = np.concatenate([np.cumsum(p[::-1])[::-1][1:], [0.0]])
+        g1, g2 = _slopes(self.proc.k, self.proc.n, P, Pc)
+        R = self.suffix @ (g1 * self.c)
+        ell = R / beta
+        T = ell - ell.max()
+        T -= math.log(float(self.w @ np.exp(T)))
+        t = self.w * np.exp(T)
+        dP = self.L * p[None, :] - P[:, None] * p[None, :]
+        dR = self.suffix @ ((g2 * self.c)[:, None] * dP)
+        dT = (dR - np.outer(np.ones_like(t), t @ dR)) / beta
+        return {"T": T, "dT": dT, "R": R, "t": t, "beta": beta}
+
+    def jacobian_solve(self, st: dict[str, Any], rhs: np.ndarray) -> np.ndarray:
+        return np.linalg.solve(np.eye(self.w.size) - st["dT"], rhs)
+
+    def dT_dlogbeta(self, st: dict[str, Any]) -> np.ndarray:
+        return -(st["R"] - float(st["t"] @ st["R"])) / st["beta"]
+
+    def kl(self, y: np.ndarray) -> tuple[float, np.ndarray]:
+        return _kl(self.w, y)
+
+    def normalise(self, y: np.ndarray) -> np.ndarray:
+        return _normalise(self.w, y)
+
+    def summary(
+        self, y: np.ndarray, key: tuple[int, int, int, int], refine: bool = True
+    ) -> tuple[int, Any]:
+        pol = DiscretePolicy(self.law, self.w * np.exp(_normalise(self.w, y)))
+        proc = self.proc
+        against = "procedure" if key[2:] == key[:2] else "sample"
+        return K.DONE, (kl(pol), standard_win_rate(pol), win_rate(pol, proc, against=against))
+
+
+def _normalise(w: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Y - log sum(w e^y), computed without overflow."""
+    top = float(np.max(y))
+    return y - top - math.log(float(w @ np.exp(y - top)))
+
+
+def _kl(w: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """KL of the density e^y / sum(w e^y) against the weights w, and its gradient in y."""
+    z = _normalise(w, y)
+    p = w * np.exp(z)
+    value = float(p @ z)
+    return value, p * (z - value)
+
+
+def _merit(F: np.ndarray, gap: float) -> float:
+    """Root-mean-square residual, the line search's measure of progress."""
+    return math.sqrt(float(np.mean(F * F)) + gap * gap)
+
+
+def _tangent(model: Any, y: np.ndarray, log_beta: float, by_kl: bool) -> tuple[np.ndarray, float]:
+    """Derivative of the solution along the continuation parameter (KL, or log beta)."""
+    st = model.tilt_map(y, math.exp(log_beta))
+    Tx = model.dT_dlogbeta(st)
+    if not by_kl:  # y - T(y, x) = 0  =>  J dy/dx = T_x
+        return model.jacobian_solve(st, Tx[:, None])[:, 0], 1.0
+    _, dkl = model.kl(y)  # [J, -T_x; dkl, 0] [dy; dx] = [0; 1]
+    sol = model.jacobian_solve(st, np.column_stack([np.zeros_like(y), Tx]))
+    denom = float(dkl @ sol[:, 1])
+    dx = 1.0 / denom if denom != 0.0 else 0.0
+    return sol[:, 1] * dx, dx
+
+
+def _newton(
+    model: Any, y: np.ndarray, log_beta: float, target: float | None
+) -> tuple[np.ndarray, float, int, float, bool]:
+    """Newton on y = T(y) (bordered by KL(y) = target when given, log beta then free)."""
+
+    def state(y: np.ndarray, log_beta: float) -> tuple[dict, float, np.ndarray, float]:
+        if not -690.0 < log_beta < 690.0:  # beta outside (1e-300, 1e300): not a usable tilt
+            return {}, math.inf, np.full_like(y, math.inf), math.inf
+        st = model.tilt_map(y, math.exp(log_beta))
+        F = y - st["T"]
+        # The residual is judged against what it can change and what rounding allows. A
+        # residual d in log pi moves W_T by about max|R| d (R the first variation), and
+        # T = R/beta - log Z carries an absolute error of about eps max|R| / beta. Where W_T
+        # saturates (beta ~ 1e-10, R tiny) both exceed the plain tolerance.
+        r_max = float(np.max(np.abs(st["R"])))
+        floor = max(TOL, 64.0 * K.EPS * r_max / st["beta"], 1e-14 / max(r_max, 1e-300))
+        norm = float(np.max(np.abs(F))) * TOL / floor
+        gap = 0.0
+        if target is not None:
+            value, _ = model.kl(y)
+            gap = value - target
+            norm = max(norm, abs(gap) / max(1.0, target))
+        return st, norm, F, gap
+
+    st, norm, F, gap = state(y, log_beta)
+    if not math.isfinite(norm):
+        return y, log_beta, 0, math.inf, False
+    for it in range(_MAX_NEWTON):
+        if norm < TOL:
+            return y, log_beta, it, float(np.max(np.abs(F))), True
+        try:
+            if target is None:
+                dy, dx = model.jacobian_solve(st, -F[:, None])[:, 0], 0.0
+            else:
+                _, dkl = model.kl(y)
+                sol = model.jacobian_solve(st, np.column_stack([-F, model.dT_dlogbeta(st)]))
+                denom = float(dkl @ sol[:, 1])
+                if denom == 0.0 or not math.isfinite(denom):
+                    break
+                dx = float(np.clip((-gap - float(dkl @ sol[:, 0])) / denom, -2.0, 2.0))
+                dy = sol[:, 0] + sol[:, 1] * dx
+        except np.linalg.LinAlgError:
+            break
+        if not np.all(np.isfinite(dy)) or not math.isfinite(dx):
+            break
+        merit = _merit(F, gap)
+        for step in (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125):
+            y_new = model.normalise(y + step * dy)
+            x_new = log_beta + step * dx
+            st_new, norm_new, F_new, gap_new = state(y_new, x_new)
+            if np.isfinite(norm_new) and _merit(F_new, gap_new) < merit:
+                y, log_beta, st, norm, F, gap = y_new, x_new, st_new, norm_new, F_new, gap_new
+                break
+        else:
+            break
+    return y, log_beta, _MAX_NEWTON, float(np.max(np.abs(F))), norm < TOL
+
+
+# --------------------------------------------------------------------------------------
+# Results.
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class OptimalTransform:
+    """The InfAlign optimum for one procedure at one beta or KL budget.
+
+    Attributes
+    ----------
+    procedure, against :
+        T, and what T(pi) is compared with ("procedure": T(pi_ref); "sample": one sample).
+    beta, kl, win_rate, standard_win_rate : float
+        The optimum's beta (solved for a KL budget), KL, W_T and W_std.
+    policy : ContinuousPolicy or DiscretePolicy
+        The optimal policy: the tilt of the base by ``transform`` at ``beta``.
+    transform : Transform
+        R, the transformed reward of Theorem 1, up to an additive constant (a callable of u:
+        the solver's log-density times beta, interpolated between the mesh nodes).
+    grid, values : ndarray
+        R normalised to [0, 1] ((R - R(0)) / (R(1) - R(0))) on a grid of u (the levels'
+        calibrated rewards on a discrete law).
+    residual : float
+        The fixed-point residual max |log pi - (R/beta - log Z)| at the solution.
+    iterations : int
+        Newton iterations spent in all.
+    converged : bool
+        Whether the residual reached the tolerance: 1e-11, or the rounding floor
+        64 eps max|R| / beta where that is larger (beta tiny: W_T within ~1e-10 of 1).
+    stationary_points : tuple of dict
+        Every distinct stationary point found (kl, beta, win_rate, objective W_T - beta KL),
+        best first; more than one only where W_T is not concave (Worst-of-N).
+    saturated : bool
+        True when W_T reached 1 - 1e-9 at a KL below the budget: a larger KL cannot raise
+        it by more, so the solution returned (with its smaller ``kl``) is within 1e-9 of
+        the frontier at the budget.
+    """
+
+    procedure: OrderStatistic
+    against: str
+    beta: float
+    kl: float
+    win_rate: float
+    standard_win_rate: float
+    policy: Policy = field(repr=False)
+    transform: Transform = field(repr=False)
+    grid: np.ndarray = field(repr=False)
+    values: np.ndarray = field(repr=False)
+    residual: float
+    iterations: int
+    converged: bool
+    stationary_points: tuple[dict[str, float], ...] = ()
+    saturated: bool = False
+
+    @property
+    def objective(self) -> float:
+        """W_T - beta KL at the optimum."""
+        return self.win_rate - self.beta * self.kl
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (without the policy and the transform objects)."""
+        return {
+            "procedure": self.procedure.name,
+            "against": self.against,
+            "beta": self.beta,
+            "kl": self.kl,
+            "win_rate": self.win_rate,
+            "standard_win_rate": self.standard_win_rate,
+            "objective": self.objective,
+            "residual": self.residual,
+            "iterations": self.iterations,
+            "converged": self.converged,
+            "saturated": self.saturated,
+            "stationary_points": list(self.stationary_points),
+            "transform_grid": self.grid.tolist(),
+            "transform_values": self.values.tolist(),
+        }
+
+
+# --------------------------------------------------------------------------------------
+# Solving.
+# --------------------------------------------------------------------------------------
+def _reference(procedure: OrderStatistic, against: str) -> OrderStatistic:
+    return procedure if against == "procedure" else OrderStatistic(1, 1)
+
+
+@dataclass
+class _Track:
+    """A solution followed along a continuation: model, unknowns, beta, bookkeeping."""
+
+    model: Any
+    y: np.ndarray
+    log_beta: float
+    iterations: int = 0
+    residual: float = math.inf
+    numbers: tuple[float, float, float] | None = None  # KL, W_std, W_T on the final mesh
+    saturated: bool = False  # stopped below the goal: W_T within SATURATION of 1
+
+
+def _solve_at(
+    track: _Track, target: float | None, log_beta: float | None, key: tuple[int, int, int, int]
+) -> bool:
+    """Solve one stage (a KL budget, or a log beta), re-meshing as the engine asks.
+
+    Newton runs until the library's refinement test is satisfied with the solution's density
+    and win-rate integrand. A solution that Newton could only bring to its rounding floor
+    (beta tiny, W_T within ~1e-9 of 1) is not refined further: its wiggles at that level are
+    rounding, not shape.
+    """
+    for _ in range(50):
+        start = track.log_beta if log_beta is None else log_beta
+        y, lb, it, norm, ok = _newton(track.model, track.y, start, target)
+        track.iterations += it
+        if not ok:
+            return False
+        track.y, track.log_beta, track.residual = y, lb, norm
+        status, out = track.model.summary(y, key, refine=norm <= 1e3 * TOL)
+        if status == K.DONE:
+            track.numbers = out
+            return True
+        if status != K.SPLIT:
+            return False
+        track.model, track.y = out
+    return False
+
+
+def _continue(
+    track: _Track, goal: float, start: float, by_kl: bool, key: tuple[int, int, int, int]
+) -> bool:
+    """Follow the solution from ``start`` to ``goal`` (KL budgets, or log betas).
+
+    Each stage starts from the tangent predictor (the derivative of the solution along the
+    parameter, one more linear solve) and is corrected by Newton; the step halves whenever
+    Newton fails and grows when it succeeds.
+    """
+    current, step = start, goal - start
+    tangent: tuple[np.ndarray, float] | None = None
+    if start != goal:
+        try:
+            tangent = _tangent(track.model, track.y, track.log_beta, by_kl)
+        except np.linalg.LinAlgError:
+            tangent = None
+    while True:
+        nxt = goal if abs(goal - current) <= abs(step) else current + step
+        saved = (track.model, track.y.copy(), track.log_beta)
+        if tangent is not None and tangent[0].size == track.y.size:
+            dy, dx = tangent
+            track.y = track.model.normalise(track.y + dy * (nxt - current))
+            if by_kl:
+                track.log_beta += dx * (nxt - current)
+        if _solve_at(track, nxt if by_kl else None, None if by_kl else nxt, key):
+            current = nxt
+            if current == goal:
+                return True
+            if by_kl and 1.0 - track.numbers[2] < SATURATION:  # type: ignore[index]
+                track.saturated = True  # more KL cannot raise W_T measurably
+                return True
+            step *= 1.5
+            try:
+                tangent = _tangent(track.model, track.y, track.log_beta, by_kl)
+            except np.linalg.LinAlgError:
+                tangent = None
+        else:
+            track.model, track.y, track.log_beta = saved
+            step /= 2.0
+            if abs(step) < 1e-7 * max(1.0, abs(goal)) or not np.isfinite(step):
+                return False
+
+
+def _guesses(procedure: OrderStatistic) -> list[Transform]:
+    """Starting transforms: the identity; for non-concave W_T also exponentials.
+
+    Their exponents have the sign that suits the procedure.
+    """
+    if procedure.k == procedure.n:
+        return [Identity()]
+    if procedure.k == 1:
+        return [Identity(), Exponential(-3.0), Exponential(-15.0), Exponential(-60.0)]
+    return [Identity(), Exponential(-5.0), Exponential(5.0)]
+
+
+def _start(
+    guess: Transform,
+    beta: float,
+    law: DiscreteLaw | None,
+    procedure: OrderStatistic,
+    ref: OrderStatistic,
+) -> _Track:
+    """A track starting at the tilt by ``guess`` at ``beta``."""
+    if law is not None:
+        pol = tilt(guess, beta, law)
+        assert isinstance(pol, DiscretePolicy)
+        return _Track(_Discrete(law, procedure, ref), np.array(pol.log_ratio), math.log(beta))
+    res = _mesh.resolve(guess, beta, (procedure.k, procedure.n, ref.k, ref.n))
+    model = _Continuous(res.mesh, procedure, ref)
+    return _Track(model, model.from_mesh(res.r), math.log(beta))
+
+
+def _solve(
+    procedure: OrderStatistic,
+    ref: OrderStatistic,
+    beta: float | None,
+    budget: float | None,
+    law: DiscreteLaw | None,
+) -> list[_Track]:
+    """Every stationary point reached from the starts (the first continued from the base)."""
+    key = (procedure.k, procedure.n, ref.k, ref.n)
+    tracks = []
+    for index, guess in enumerate(_guesses(procedure)):
+        try:
+            if budget is not None:
+                limit = kl_limit(guess, law) if law is not None else math.inf
+                start_kl = min(budget, 0.02, 0.5 * limit) if index == 0 else budget
+                track = _start(guess, beta_for_kl(guess, start_kl, law=law), law, procedure, ref)
+                ok = _continue(track, budget, start_kl, True, key)
+            else:
+                assert beta is not None
+                start_beta = max(beta, 20.0) if index == 0 else beta
+                track = _start(guess, start_beta, law, procedure, ref)
+                ok = _continue(track, math.log(beta), math.log(start_beta), False, key)
+        except ValueError:  # a start this transform cannot reach (a KL beyond its limit)
+            continue
+        if ok:
+            tracks.append(track)
+    return tracks
+
+
+def _transform_of(track: _Track, name: str) -> Transform:
+    """The optimum's transform R = beta log(pi / pi_ref) + a constant.
+
+    It is the solver's own log-density scaled by beta, so the policy rebuilt from it is the
+    solution itself.
+    """
+    beta = math.exp(track.log_beta)
+    y = track.model.normalise(track.y)
+    if isinstance(track.model, _Discrete):
+        return _LevelTransform(track.model.law, beta * y, name)
+    return Interpolated(track.model.mesh, beta * track.model.to_mesh(y), name)
+
+
+def _result(
+    tracks: list[_Track],
+    procedure: OrderStatistic,
+    ref: OrderStatistic,
+    budget: float | None,
+    law: RewardLaw | None,
+) -> OptimalTransform:
+    if not tracks:
+        raise RuntimeError(f"the optimum for {procedure.name} did not converge")
+    against = "procedure" if ref == procedure else "sample"
+    points: list[dict[str, Any]] = []
+    for tr in tracks:
+        value, _, w = tr.numbers  # type: ignore[misc]
+        b = math.exp(tr.log_beta)
+        points.append(
+            {"kl": value, "beta": b, "win_rate": w, "objective": w - b * value, "_track": tr}
+        )
+    # Best first: by W_T at a KL budget, by the objective at a given beta.
+    points.sort(key=lambda d: -(d["win_rate"] if budget is not None else d["objective"]))
+    distinct: list[dict] = []
+    for d in points:
+        if all(
+            abs(d["win_rate"] - e["win_rate"]) > 1e-9 or abs(d["kl"] - e["kl"]) > 1e-9
+            for e in distinct
+        ):
+            distinct.append(d)
+    best: _Track = distinct[0]["_track"]
+    beta = math.exp(best.log_beta)
+    transform = _transform_of(best, f"optimal[{procedure.name}]")
+    pol = tilt(transform, beta, law)
+    grid = level_midpoints(law)[0] if isinstance(law, DiscreteLaw) else np.linspace(0, 1, 201)
+    raw = transform(grid)
+    span = raw[-1] - raw[0]
+    values = (raw - raw[0]) / span if span > 0 else np.zeros_like(raw)
+    return OptimalTransform(
+        procedure=procedure, against=against, beta=beta, kl=kl(pol),
+        win_rate=win_rate(pol, procedure, against=against),
+        standard_win_rate=standard_win_rate(pol), policy=pol, transform=transform,
+        grid=grid, values=values, residual=best.residual,
+        iterations=sum(d["_track"].iterations for d in points),
+        converged=True, saturated=best.saturated,
+        stationary_points=tuple({k: v for k, v in d.items() if not k.startswith("_")}
+                                for d in distinct),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class _LevelTransform(Transform):
+    """R on the levels of a discrete law, as a step function of u (its value at C_j)."""
+
+    law: DiscreteLaw
+    R: np.ndarray
+    label: str
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return self.label
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        return self.R[np.searchsorted(self.law.cdf_levels, u, side="left").clip(0, self.R.size - 1)]
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        j = np.searchsorted(-self.law.sf_levels, -s, side="right").clip(0, self.R.size - 1)
+        return self.R[j]
+
+
+def solve_optimal(
+    procedure: OrderStatistic,
+    *,
+    beta: float | None = None,
+    kl: float | None = None,
+    law: RewardLaw | None = None,
+    against: str = "procedure",
+) -> OptimalTransform:
+    r"""The policy maximising W_T - beta KL (or W_T at KL = ``kl``) and its transform.
+
+    Parameters
+    ----------
+    procedure : OrderStatistic
+        The inference-time procedure T.
+    beta, kl : float
+        Give exactly one: the KL strength, or a KL budget in nats (beta is then solved for).
+    law : DiscreteLaw, ContinuousLaw or None
+        The base reward law (None or continuous: the model-agnostic continuous case).
+    against : {"procedure", "sample"}
+        What T(pi) is compared with, as in :func:`~infalign_theory.metrics.win_rate`.
+
+    Returns
+    -------
+    OptimalTransform
+    """
+    if not isinstance(procedure, OrderStatistic):
+        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    choice(against, "against", AGAINST)
+    if (beta is None) == (kl is None):
+        raise ValueError("give exactly one of beta and kl")
+    if beta is not None:
+        beta = positive_finite(beta, "beta")
+    if kl is not None:
+        kl = positive_finite(kl, "kl")
+    ref = _reference(procedure, against)
+    if law is not None and not isinstance(law, DiscreteLaw | ContinuousLaw):
+        raise ValueError(f"law must be a DiscreteLaw, ContinuousLaw or None, got {law!r}")
+    discrete = law if isinstance(law, DiscreteLaw) else None
+    if discrete is not None and kl is not None:
+        limit = kl_limit(Identity(), discrete)
+        if not kl < limit:
+            raise ValueError(
+                f"kl must be in (0, {limit:.12g}) on this law (the KL of its top "
+                f"level alone), got {kl!r}"
+            )
+    return _result(_solve(procedure, ref, beta, kl, discrete), procedure, ref, kl, law)
+
+
+def pareto_frontier(
+    procedure: OrderStatistic,
+    kl_grid: Any,
+    *,
+    law: RewardLaw | None = None,
+    against: str = "procedure",
+) -> TradeoffCurve:
+    """The best achievable W_T at each KL budget: the optimum followed along the grid.
+
+    The solution is continued from budget to budget (increasing), re-meshed as it goes;
+    where W_T is not concave (anything but Best-of-N) it is also continued down from the
+    largest budget, starting from several transforms, and the best value at each budget is
+    kept. Returns a :class:`~infalign_theory.curves.TradeoffCurve` (transform "optimal");
+    a budget of 0 is the base policy. Past saturation (W_T within 1e-9 of 1) the curve
+    holds the saturated solution's numbers at each larger budget: within 1e-9 of the
+    frontier there.
+    """
+    if not isinstance(procedure, OrderStatistic):
+        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    choice(against, "against", AGAINST)
+    grid = np.atleast_1d(np.asarray(kl_grid, dtype=np.float64))
+    if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0.0):
+        raise ValueError("kl_grid must be a non-empty list of finite numbers >= 0")
+    ref = _reference(procedure, against)
+    discrete = law if isinstance(law, DiscreteLaw) else None
+    if discrete is not None and not np.all(grid < kl_limit(Identity(), discrete)):
+        raise ValueError(
+            f"kl_grid must lie in [0, {kl_limit(Identity(), discrete):.12g}) on "
+            "this law (the KL of its top level alone)"
+        )
+    key = (procedure.k, procedure.n, ref.k, ref.n)
+    best = np.full((4, grid.size), -np.inf)
+    positive = np.flatnonzero(grid > 0.0)
+    sweeps = [(positive[np.argsort(grid[positive])], True)]
+    if procedure.k != procedure.n:
+        sweeps.append((positive[np.argsort(-grid[positive])], False))
+    for order, upward in sweeps:
+        if order.size == 0:
+            continue
+        for tr in _solve(procedure, ref, None, float(grid[order[0]]), discrete)[
+            : 1 if upward else None
+        ]:
+            current = float(grid[order[0]])
+            for i in order:
+                if not tr.saturated:
+                    if not _continue(tr, float(grid[i]), current, True, key):
+                        break
+                    current = float(grid[i])
+                value, w_std, w = tr.numbers  # type: ignore[misc]
+                if w > best[2, i]:  # saturated: the budget's value is within 1e-9 of this
+                    best[:, i] = math.exp(tr.log_beta), float(grid[i]), w, w_std
+    for i in np.flatnonzero(grid == 0.0):
+        from .policy import base_policy
+
+        pol = base_policy(law)
+        best[:, i] = math.inf, 0.0, win_rate(pol, procedure, against=against), 0.5
+    if np.any(best[2] == -np.inf):
+        raise RuntimeError(f"the optimum for {procedure.name} did not converge on the grid")
+    return TradeoffCurve(
+        transform="optimal",
+        procedure=procedure.name,
+        against=against,
+        beta=best[0],
+        kl=best[1],
+        win_rate=best[2],
+        standard_win_rate=best[3],
+    )
