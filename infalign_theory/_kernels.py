@@ -45,6 +45,10 @@ for _j in range(1, NODES):
 CUM = np.ascontiguousarray(_IP @ COEF)
 # The four highest Legendre coefficients measure how well a panel resolves a function.
 TAIL = np.ascontiguousarray(COEF[-4:])
+# The interpolant's values at the panel's two ends, z = -1 and z = +1 (P_j(+-1) = (+-1)^j):
+# a feature squeezed between a panel's end and its first node shows as a mismatch with the
+# neighbouring panel's value there.
+ENDS = np.ascontiguousarray(np.stack([(-1.0) ** np.arange(NODES), np.ones(NODES)]) @ COEF)
 del _j
 
 
@@ -341,6 +345,15 @@ def builtin_value(kind, t, x, side):
         return math.log1p(-x) if x < 1.0 else -np.inf
     if kind == T_IDENTITY or t == 0.0:
         return x if side == 0 else -x
+    if abs(t) < 1e-8:
+        # Phi_t(u) = u - t u s / 2 + t^2 u s (1 - 2u) / 12 + O(t^3), s = 1 - u: exact to
+        # rounding here, where expm1(t) loses t's own digits (subnormal t above all).
+        u = x if side == 0 else 1.0 - x
+        s = 1.0 - x if side == 0 else x
+        corr = -t * u * s / 2.0 + t * t * u * s * (1.0 - 2.0 * u) / 12.0
+        if side == 0:
+            return (u if t > 0.0 else -s) + corr
+        return -s + corr
     if t > 0.0:
         if side == 0:  # e^{-t(1-u)} (1 - e^{-tu}) / (1 - e^{-t}): no overflow for any t
             return math.exp(-t * (1.0 - x)) * (math.expm1(-t * x) / math.expm1(-t))
@@ -384,6 +397,48 @@ def _panel_tail(values, tail):
         if abs(c) > t:
             t = abs(c)
     return t
+
+
+@jit
+def _junction_flags(side, a, b, vals, ends, tol, flags):
+    """Flag both panels at a junction where their interpolants disagree.
+
+    The disagreement is measured per unit width of the wider panel and compared with
+    ``tol``. ``vals`` holds one integrand at the nodes, (P, NODES). Adjacent panels of a side
+    meet at b[p] = a[p + 1]; the two sides meet at u = 1/2 (x = 1/2 on both).
+    """
+    P = vals.shape[0]
+    left_end = np.empty(P)
+    right_end = np.empty(P)
+    for p in range(P):
+        lo = 0.0
+        hi = 0.0
+        for i in range(vals.shape[1]):
+            lo += ends[0, i] * vals[p, i]
+            hi += ends[1, i] * vals[p, i]
+        left_end[p] = lo
+        right_end[p] = hi
+    last0 = -1
+    last1 = -1
+    for p in range(P):
+        if side[p] == 0 and b[p] == 0.5:
+            last0 = p
+        if side[p] == 1 and b[p] == 0.5:
+            last1 = p
+        if p + 1 < P and side[p + 1] == side[p] and a[p + 1] == b[p]:
+            width = max(b[p] - a[p], b[p + 1] - a[p + 1])
+            if width * abs(right_end[p] - left_end[p + 1]) > tol:
+                if _splittable(a[p], b[p]):
+                    flags[p] = True
+                if _splittable(a[p + 1], b[p + 1]):
+                    flags[p + 1] = True
+    if last0 >= 0 and last1 >= 0:
+        width = max(b[last0] - a[last0], b[last1] - a[last1])
+        if width * abs(right_end[last0] - right_end[last1]) > tol:
+            if _splittable(a[last0], b[last0]):
+                flags[last0] = True
+            if _splittable(a[last1], b[last1]):
+                flags[last1] = True
 
 
 @jit
@@ -524,6 +579,8 @@ def tilt_pass(
             flags[p] = True
         else:
             floor += max(tail_f, tail_g / max(kl, 1.0))
+    _junction_flags(side, a, b, f, ENDS, rtol, flags)
+    _junction_flags(side, a, b, g, ENDS, kl_tol, flags)
     stats[ST_LOGZ] = logZ
     stats[ST_KL] = kl
     stats[ST_WSTD] = wstd
@@ -601,14 +658,22 @@ def _slope(k, n, lg, F, Fc):
 
 
 @jit
-def _density(k, n, scale, u, s):
-    """g'(u) = scale u^(k-1) s^(n-k) at an exact pair (u, s = 1 - u), scale = 1/B(k, n-k+1).
+def _density(k, n, lg, u, s):
+    """g'(u) for the k-th smallest of n at an exact pair (u, s = 1 - u); lg = -log B(k, n-k+1).
 
-    Integer powers by repeated squaring: relative error about 2 log2(n) eps, no logarithms.
+    Best-of-n and Worst-of-n by integer powers (relative error about 2 log2(n) eps, no
+    logarithms); an interior k in log space, where 1/B(k, n - k + 1) alone overflows for
+    n near 1000.
     """
     if n == 1:
         return 1.0
-    return scale * u ** (k - 1) * s ** (n - k)
+    if k == n:
+        return n * u ** (n - 1)
+    if k == 1:
+        return n * s ** (n - 1)
+    if u <= 0.0 or s <= 0.0:
+        return 0.0
+    return math.exp(lg + (k - 1) * math.log(u) + (n - k) * math.log(s))
 
 
 @jit
@@ -625,8 +690,9 @@ def win_pass(side, a, b, f, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, fla
     Gc = np.empty((P, m))
     cdf_at_nodes(side, a, b, f, cum, wi, G, Gc)
     lg = -_lbeta(float(k), float(n - k + 1))
-    scale_ref = math.exp(-_lbeta(float(kr), float(nr - kr + 1)))
+    lg_ref = -_lbeta(float(kr), float(nr - kr + 1))
     vals = np.empty(m)
+    allv = np.empty((P, m))
     dref = np.empty(m)
     err_G = max(rtol_cdf, 16.0 * EPS)
     w_total = 0.0
@@ -636,10 +702,11 @@ def win_pass(side, a, b, f, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, fla
         for i in range(m):
             x = a[p] + h * (1.0 + xi[i])
             if side[p] == 0:
-                dref[i] = _density(kr, nr, scale_ref, x, 1.0 - x)
+                dref[i] = _density(kr, nr, lg_ref, x, 1.0 - x)
             else:
-                dref[i] = _density(kr, nr, scale_ref, 1.0 - x, x)
+                dref[i] = _density(kr, nr, lg_ref, 1.0 - x, x)
             vals[i] = _complement(k, n, G[p, i], Gc[p, i]) * dref[i]
+            allv[p, i] = vals[i]
             w_total += h * wi[i] * vals[i]
         flags[p] = False
         t = h * _panel_tail(vals, tail)
@@ -653,6 +720,7 @@ def win_pass(side, a, b, f, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, fla
             flags[p] = True
         else:
             floor += t
+    _junction_flags(side, a, b, allv, ENDS, atol, flags)
     return w_total, floor
 
 

@@ -53,12 +53,17 @@ def _kl_and_variance(
 
 
 def kl_limit(transform: Transform, law: DiscreteLaw) -> float:
-    r"""The KL the tilt approaches as beta -> 0 on a discrete law: :math:`-\log q(\arg\max\Phi)`."""
+    r"""The KL the tilt approaches as beta -> 0 on a discrete law: :math:`-\log q(\arg\max\Phi)`.
+
+    The maximisers are found from Phi's exact representation (each value relative to its
+    offset), so levels whose Phi differ by less than a rounding of 1 are still told apart.
+    """
     if not isinstance(law, DiscreteLaw):
         raise ValueError("kl_limit is exact on a DiscreteLaw; a continuous law has no finite bound")
-    phi = transform.pair(*level_midpoints(law))
-    top = np.max(phi)
-    return float(-math.log(np.sum(law.probs[phi == top])))
+    values, offsets = transform.pair_relative(*level_midpoints(law))
+    top_offset = offsets.max()
+    shifted = np.where(offsets == top_offset, values, values + (offsets - top_offset))
+    return float(-math.log(np.sum(law.probs[shifted == np.max(shifted)])))
 
 
 def beta_for_kl(transform: Transform, kl: float, *, law: RewardLaw | None = None) -> float:
@@ -107,11 +112,16 @@ def _solve_beta(transform: Transform, target: float, law: RewardLaw | None, x: f
             if x > 690.0:
                 raise ValueError(f"no beta in (0, 1e300] gives a usable tilt: {exc}") from exc
             continue
-        if value <= 0.0 or var <= 0.0:
+        if value <= 0.0 and var <= 0.0 and x == 0.0:
             raise ValueError(
                 f"kl = {target!r} is out of reach: {transform.name} is constant on the base's "
                 "support, so every beta gives KL = 0"
             )
+        if value <= 0.0 or var <= 0.0:  # Phi/beta differences below rounding: beta too large
+            x = x - _MAX_STEP if value < target else x + _MAX_STEP
+            if abs(x) > 690.0:
+                break
+            continue
         if abs(value - target) <= KL_RTOL * target:
             return math.exp(x)
         if value > target:
@@ -124,7 +134,7 @@ def _solve_beta(transform: Transform, target: float, law: RewardLaw | None, x: f
             x_new = 0.5 * (lo + hi) if math.isfinite(lo) and math.isfinite(hi) else x_new
         if hi - lo <= 4.0 * K.EPS * max(1.0, abs(x)):
             break
-        if value < target and var / value < 1e-12:
+        if value < target and var / value < 1e-12 and not isinstance(law, DiscreteLaw):
             break  # KL no longer grows as beta shrinks: the limit is below the target
         x = x_new
     reason = f" ({last_error})" if last_error is not None else ""

@@ -86,3 +86,19 @@ def test_curve_arguments_are_checked():
         ia.tradeoff_curve(tr, proc, kls=[math.nan])
     with pytest.raises(ValueError, match="against must be one of"):
         ia.tradeoff_curve(tr, proc, kls=[1.0], against="base")
+
+
+def test_kl_limit_tells_apart_levels_whose_phi_round_to_one():
+    # Exponential(-100) is within 1e-21 of 1 on the two upper levels: still distinct.
+    law = ia.DiscreteLaw([0, 1, 2], [1 / 3] * 3)
+    assert ia.kl_limit(ia.Exponential(-100.0), law) == pytest.approx(math.log(3))
+    beta = ia.beta_for_kl(ia.Exponential(-100.0), 1.0, law=law)
+    assert ia.kl(ia.tilt(ia.Exponential(-100.0), beta, law)) == pytest.approx(1.0, rel=1e-11)
+
+
+@pytest.mark.parametrize("target", [0.41, 0.7])
+def test_beta_for_kl_crosses_plateaus_on_discrete_laws(target):
+    # KL(beta) is flat over decades of beta for exp(t=-60) on three levels.
+    law = ia.DiscreteLaw([0, 1, 2], [1 / 3] * 3)
+    beta = ia.beta_for_kl(ia.Exponential(-60.0), target, law=law)
+    assert ia.kl(ia.tilt(ia.Exponential(-60.0), beta, law)) == pytest.approx(target, rel=1e-11)
