@@ -2,6 +2,7 @@
 
     infalign evaluate --procedure bon --n 4 --transform exp --t 10 --kl 1 --json
     infalign curve --procedure won --n 4 --transform exp --t -10 --kl-max 3 --points 31
+    infalign solve --procedure won --n 4 --kl 1
     infalign verify --examples 50 --seed 1 --json
 
 Invalid arguments exit with status 2 and one line on stderr naming the argument.
@@ -24,12 +25,13 @@ from . import __version__
 from .curves import beta_for_kl, tradeoff_curve
 from .laws import DiscreteLaw
 from .metrics import AGAINST, evaluate
+from .optimal import pareto_frontier, solve_optimal
 from .policy import tilt
 from .procedures import MAX_N, OrderStatistic
 from .transforms import Exponential, Identity, Log, Quantile, Transform
 
 PROCEDURES = ("sampling", "bon", "won", "order")
-TRANSFORMS = ("identity", "log", "exp", "raw")
+TRANSFORMS = ("identity", "log", "exp", "raw", "optimal")
 #: Options whose values may start with a minus sign (argparse would read them as options).
 _SIGNED = ("--t", "--values", "--kls", "--betas")
 _NUMERIC = re.compile(r"^[-+]?[\d.eE+\-,]*\d[\d.eE+\-,]*$|^[-+]?inf$|^nan$", re.IGNORECASE)
@@ -108,7 +110,8 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
         choices=TRANSFORMS,
         default="identity",
         help="reward transform of the calibrated reward: identity, log, exp (needs "
-        "--t) or raw (the reward values themselves; needs --law discrete)",
+        "--t), raw (the reward values themselves; needs --law discrete) or optimal (the "
+        "InfAlign optimum for --procedure, solved at --beta or --kl)",
     )
     p.add_argument(
         "--t",
@@ -183,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cu.set_defaults(command_parser=cu, run=_run_curve)
 
+    so = sub.add_parser("solve", help="the InfAlign optimum for a procedure, with diagnostics")
+    _add_policy_options(so)
+    level = so.add_mutually_exclusive_group(required=True)
+    level.add_argument("--beta", type=_number("positive"), help="KL strength beta > 0")
+    level.add_argument("--kl", type=_number("positive"), help="KL budget in nats (> 0)")
+    so.set_defaults(command_parser=so, run=_run_solve)
+
     ve = sub.add_parser("verify", help="check every theorem on generated instances")
     ve.add_argument(
         "--examples",
@@ -240,7 +250,8 @@ def _law(args: argparse.Namespace, parser: argparse.ArgumentParser) -> DiscreteL
 
 def _transform(
     args: argparse.Namespace, law: DiscreteLaw | None, parser: argparse.ArgumentParser
-) -> Transform:
+) -> Transform | None:
+    """The transform asked for; None for ``optimal`` (solved for, not given)."""
     if args.transform == "exp":
         if args.t is None:
             parser.error("argument --t: required with --transform exp")
@@ -251,6 +262,8 @@ def _transform(
         if law is None:
             parser.error("argument --transform: raw needs --law discrete with --values/--probs")
         return Quantile(law)
+    if args.transform == "optimal":
+        return None
     return Identity() if args.transform == "identity" else Log()
 
 
@@ -276,7 +289,7 @@ def _policy_setup(args: argparse.Namespace) -> tuple[Any, ...]:
         "procedure": procedure.name,
         "n": procedure.n,
         "k": procedure.k,
-        "transform": transform.name,
+        "transform": "optimal" if transform is None else transform.name,
         "t": args.t,
         "law": args.law,
         "against": args.against,
@@ -284,14 +297,29 @@ def _policy_setup(args: argparse.Namespace) -> tuple[Any, ...]:
     return sub, procedure, law, transform, context
 
 
+_FLAGS = {"kl": "--kl", "beta": "--beta", "the": "--beta"}
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     sub, procedure, law, transform, context = _policy_setup(args)
+    out: dict[str, Any]
     try:
-        beta = args.beta if args.beta is not None else beta_for_kl(transform, args.kl, law=law)
-        result = evaluate(tilt(transform, beta, law), procedure, against=args.against)
+        if transform is None:
+            sol = solve_optimal(
+                procedure, beta=args.beta, kl=args.kl, law=law, against=args.against
+            )
+            out = {
+                "beta": sol.beta,
+                "kl": sol.kl,
+                "win_rate": sol.win_rate,
+                "standard_win_rate": sol.standard_win_rate,
+            }
+        else:
+            beta = args.beta if args.beta is not None else beta_for_kl(transform, args.kl, law=law)
+            out = evaluate(tilt(transform, beta, law), procedure, against=args.against).to_dict()
     except ValueError as exc:
-        _fail(sub, exc, {"kl": "--kl", "beta": "--beta", "the": "--beta"})
-    out = {**result.to_dict(), **context}
+        _fail(sub, exc, _FLAGS)
+    out = {**out, **context}
     if args.json:
         print(json.dumps(out))
     else:
@@ -299,19 +327,66 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_solve(args: argparse.Namespace) -> int:
+    sub, procedure, law, transform, context = _policy_setup(args)
+    if transform is not None and args.transform != "identity":
+        sub.error("argument --transform: solve computes the optimal transform; leave it out")
+    try:
+        sol = solve_optimal(procedure, beta=args.beta, kl=args.kl, law=law, against=args.against)
+    except ValueError as exc:
+        _fail(sub, exc, _FLAGS)
+    out = {**sol.to_dict(), **{k: v for k, v in context.items() if k not in ("transform", "t")}}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    for key in (
+        "procedure",
+        "against",
+        "law",
+        "beta",
+        "kl",
+        "win_rate",
+        "standard_win_rate",
+        "objective",
+        "residual",
+        "iterations",
+        "converged",
+        "saturated",
+    ):
+        print(f"{key:18s} {out[key]}")
+    print(f"{'stationary points':18s} {len(sol.stationary_points)}")
+    for point in sol.stationary_points:
+        print("  " + ", ".join(f"{k} = {v:.12g}" for k, v in point.items()))
+    grid = np.linspace(0.0, 1.0, 11)
+    values = np.interp(grid, sol.grid, sol.values)
+    print("transform (normalised R on u = 0, 0.1, ..., 1):")
+    print("  " + " ".join(f"{v:.4f}" for v in values))
+    return 0
+
+
 def _run_curve(args: argparse.Namespace) -> int:
     sub, procedure, law, transform, context = _policy_setup(args)
     grid_flag = "--kls" if args.kls is not None else "--kl-max"
     try:
-        if args.betas is not None:
+        kls = (
+            args.kls
+            if args.kls is not None
+            else (None if args.kl_max is None else np.linspace(0.0, args.kl_max, args.points))
+        )
+        if transform is None:
+            if kls is None:
+                sub.error("argument --betas: the optimal frontier takes --kls or --kl-max")
+            curve = pareto_frontier(procedure, kls, law=law, against=args.against)
+        elif kls is None:
             curve = tradeoff_curve(
                 transform, procedure, law=law, betas=args.betas, against=args.against
             )
         else:
-            kls = args.kls if args.kls is not None else np.linspace(0.0, args.kl_max, args.points)
             curve = tradeoff_curve(transform, procedure, law=law, kls=kls, against=args.against)
     except ValueError as exc:
-        _fail(sub, exc, {"kl": grid_flag, "beta": "--betas", "the": "--betas"})
+        _fail(
+            sub, exc, {"kl": grid_flag, "kl_grid": grid_flag, "beta": "--betas", "the": "--betas"}
+        )
     data = curve.to_dict()
     if args.json:
         print(json.dumps({**context, **data}))

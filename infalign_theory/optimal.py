@@ -253,7 +253,11 @@ class _Continuous:
         return _normalise(self.w, y)
 
     def summary(
-        self, y: np.ndarray, key: tuple[int, int, int, int], refine: bool = True
+        self,
+        y: np.ndarray,
+        key: tuple[int, int, int, int],
+        refine: bool = True,
+        noise: float = 0.0,
     ) -> tuple[int, Any]:
         """Run one refinement round of the library's engine on the density e^y.
 
@@ -304,6 +308,8 @@ class _Continuous:
                 flags,
             )
             return K.DONE, (float(stats[K.ST_KL]), float(stats[K.ST_WSTD]), float(w))
+        # The tests may not ask for more than the solution's own accuracy: y carries the
+        # Newton residual, so densities and win-rate integrands carry that relative error.
         status = K.refine_round(
             mesh.side,
             mesh.a,
@@ -313,8 +319,8 @@ class _Continuous:
             0.0,
             1.0,
             *key,
-            _mesh.RTOL,
-            _mesh.ATOL_WIN,
+            max(_mesh.RTOL, 10.0 * noise),
+            max(_mesh.ATOL_WIN, 10.0 * noise),
             _mesh.MAX_FLOOR,
             _mesh.X_FLOOR,
             _mesh.MAX_PANELS,
@@ -383,7 +389,11 @@ class _Discrete:
         return _normalise(self.w, y)
 
     def summary(
-        self, y: np.ndarray, key: tuple[int, int, int, int], refine: bool = True
+        self,
+        y: np.ndarray,
+        key: tuple[int, int, int, int],
+        refine: bool = True,
+        noise: float = 0.0,
     ) -> tuple[int, Any]:
         pol = DiscretePolicy(self.law, self.w * np.exp(_normalise(self.w, y)))
         proc = self.proc
@@ -596,7 +606,7 @@ def _solve_at(
         if not ok:
             return False
         track.y, track.log_beta, track.residual = y, lb, norm
-        status, out = track.model.summary(y, key, refine=norm <= 1e3 * TOL)
+        status, out = track.model.summary(y, key, refine=norm <= 1e3 * TOL, noise=norm)
         if status == K.DONE:
             track.numbers = out
             return True

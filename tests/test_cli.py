@@ -174,3 +174,46 @@ def test_console_script_runs():
         check=True,
     )
     assert json.loads(out.stdout)["kl"] > 0
+
+
+def test_optimal_transform_and_solve(capsys):
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        "--procedure",
+        "bon",
+        "--n",
+        "4",
+        "--transform",
+        "optimal",
+        "--kl",
+        "1",
+        "--json",
+    )
+    data = json.loads(out)
+    assert code == 0 and data["transform"] == "optimal"
+    assert data["kl"] == pytest.approx(1.0, abs=1e-10)
+    best_exp = ia.tradeoff_curve(ia.Exponential(20.0), ia.best_of(4), kls=[1.0]).win_rate[0]
+    assert data["win_rate"] > best_exp
+    code, out, _ = run(capsys, "solve", "--procedure", "won", "--n", "3", "--kl", "0.5", "--json")
+    sol = json.loads(out)
+    assert sol["converged"] and sol["kl"] == pytest.approx(0.5, abs=1e-10)
+    assert {"residual", "iterations", "stationary_points", "transform_values"} <= set(sol)
+    code, out, _ = run(capsys, "solve", "--procedure", "bon", "--n", "2", "--beta", "0.3")
+    assert "converged" in out and "transform (normalised R" in out
+    code, out, _ = run(capsys, "curve", "--transform", "optimal", "--kls", "0,0.5,1", "--json")
+    assert json.loads(out)["transform"] == "optimal"
+
+
+def test_optimal_errors_name_the_argument(capsys):
+    for args, flag in (
+        (["curve", "--transform", "optimal", "--betas", "1"], "--betas"),
+        (
+            ["solve", "--kl", "5", "--law", "discrete", "--values", "0,1", "--probs", "0.5,0.5"],
+            "--kl",
+        ),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and flag in err and len(err.strip().splitlines()) == 1
