@@ -3,9 +3,11 @@
 Left: Best-of-4 win rate, right: Worst-of-4 win rate -- both inference-time win rates
 W(T(pi) ≻ T(pi_ref)), the procedure applied on both sides -- against KL(pi || pi_ref), for
 KL-RL with the identity transform of the calibrated reward (calibrated RLHF), the log
-transform (Best-of-N distillation; the Best-of-4 policy itself is the marked point) and the
+transform (Best-of-N distillation; the Best-of-4 policy itself is the marked point), the
 exponential transform at several t (t > 0 on the Best-of-4 panel, t < 0 on the Worst-of-4
-panel). The curves are model-agnostic: they hold for every continuous reward law.
+panel), and the optimum of Theorem 1 -- the best any policy can do at each KL, computed by
+``pareto_frontier``. The curves are model-agnostic: they hold for every continuous reward
+law.
 
     python experiments/fig2.py            # writes paper_figures/fig2.png and fig2.json
     python experiments/fig2.py --quick    # a coarse grid, for smoke tests (to a temp folder)
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import infalign_theory as ia
+from infalign_theory.optimal import pareto_frontier
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +52,7 @@ def compute(cfg: Config) -> dict:
         ts = cfg.t_best if panel == "best" else cfg.t_worst
         transforms = [ia.Identity(), ia.Log(), *(ia.Exponential(t) for t in ts)]
         curves = [ia.tradeoff_curve(tr, procedure, kls=kls).to_dict() for tr in transforms]
+        curves.append(pareto_frontier(procedure, kls).to_dict())
         bon_policy = ia.tilt(ia.Log(), best_of_n_beta)
         point = ia.evaluate(bon_policy, procedure).to_dict()
         panels[panel] = {
@@ -65,7 +69,7 @@ def compute(cfg: Config) -> dict:
     }
 
 
-_STYLE = {"identity": ("k", "-"), "log": ("tab:gray", "--")}
+_STYLE = {"identity": ("k", "-"), "log": ("tab:gray", "--"), "optimal": ("tab:red", "-")}
 
 
 def plot(data: dict, path: Path) -> None:
@@ -89,11 +93,22 @@ def plot(data: dict, path: Path) -> None:
                 label = {
                     "identity": "identity (calibrated RLHF)",
                     "log": "log (Best-of-N distillation)",
+                    "optimal": "optimal (Theorem 1)",
                 }[label]
             else:
                 i = exp_curves.index(c)
                 color, ls = cmap(0.15 + 0.7 * i / max(1, len(exp_curves) - 1)), "-"
-            ax.plot(c["kl"], c["win_rate"], color=color, ls=ls, lw=1.8, label=label)
+            optimal = c["transform"] == "optimal"
+            ax.plot(
+                c["kl"],
+                c["win_rate"],
+                color=color,
+                ls=ls,
+                lw=3.2 if optimal else 1.6,
+                alpha=0.55 if optimal else 1.0,
+                zorder=1 if optimal else 2,
+                label=label,
+            )
         pt = panel["best_of_n_policy"]
         ax.plot(pt["kl"], pt["win_rate"], "r*", ms=13, zorder=5, label=pt["label"])
         title = "Best" if name == "best" else "Worst"

@@ -922,3 +922,34 @@ def resolve_builtin(
         side, a, b, phi, fresh = split_panels(side, a, b, phi, flags)
         builtin_fill(kind, t, side, a, b, phi, fresh, xi)
     return NO_CONVERGENCE, side, a, b, phi, r, f, mass, stats, win
+
+
+# --------------------------------------------------------------------------------------
+# The optimum's Newton systems (see optimal.py): the panel-to-panel sweep.
+# --------------------------------------------------------------------------------------
+@jit
+def panel_sweep(X, B, f, d, wloc, r, out):
+    """Combine per-panel solutions into the solution of (I - A) x = rhs, A = L D L F / beta.
+
+    ``X[p]`` holds, for panel p (in increasing u), the local solves of the r right-hand
+    sides and of the two unit responses (to the carried integrals V and Z). Z carries
+    int f x over the earlier panels, V carries int d z; x_p = X_b + X_e V + X_c Z.
+    """
+    P, m, _ = X.shape
+    Z = np.zeros(r)
+    V = np.zeros(r)
+    for p in range(P):
+        for j in range(r):
+            for i in range(m):
+                out[p, i, j] = X[p, i, j] + X[p, i, r] * V[j] + X[p, i, r + 1] * Z[j]
+        for j in range(r):
+            dz = 0.0
+            dv = 0.0
+            for i in range(m):
+                zi = Z[j]
+                for k in range(m):
+                    zi += B[p, i, k] * f[p, k] * out[p, k, j]
+                dv += wloc[p, i] * d[p, i] * zi
+                dz += wloc[p, i] * f[p, i] * out[p, i, j]
+            Z[j] += dz
+            V[j] += dv

@@ -230,14 +230,7 @@ class _Continuous:
         c = (BD.sum(axis=2) / beta)[:, :, None]
         X = np.linalg.solve(Mp, np.concatenate([cols.reshape(P, m, r), e, c], axis=2))
         out = np.empty((P, m, r))
-        Z = np.zeros(r)
-        V = np.zeros(r)
-        for p in range(P):
-            x = X[p, :, :r] + np.outer(X[p, :, r], V) + np.outer(X[p, :, r + 1], Z)
-            z = Z[None, :] + self.B[p] @ (fp[p][:, None] * x)
-            out[p] = x
-            Z = Z + (self.wloc[p] * fp[p]) @ x
-            V = V + (self.wloc[p] * dp[p]) @ z
+        K.panel_sweep(np.ascontiguousarray(X), self.B, fp, dp, self.wloc, r, out)
         Y = out.reshape(P * m, r)
         Yb, Yu = Y[:, : rhs.shape[1]], Y[:, rhs.shape[1] :]
         S = np.eye(2) + Vc.T @ Yu
@@ -694,11 +687,12 @@ def _solve(
     beta: float | None,
     budget: float | None,
     law: DiscreteLaw | None,
+    first_only: bool = False,
 ) -> list[_Track]:
     """Every stationary point reached from the starts (the first continued from the base)."""
     key = (procedure.k, procedure.n, ref.k, ref.n)
     tracks = []
-    for index, guess in enumerate(_guesses(procedure)):
+    for index, guess in enumerate(_guesses(procedure)[:1] if first_only else _guesses(procedure)):
         try:
             if budget is not None:
                 limit = kl_limit(guess, law) if law is not None else math.inf
@@ -883,18 +877,21 @@ def pareto_frontier(
     for order, upward in sweeps:
         if order.size == 0:
             continue
-        for tr in _solve(procedure, ref, None, float(grid[order[0]]), discrete)[
-            : 1 if upward else None
-        ]:
-            current = float(grid[order[0]])
-            for i in order:
-                if not tr.saturated:
-                    if not _continue(tr, float(grid[i]), current, True, key):
-                        break
-                    current = float(grid[i])
-                value, w_std, w = tr.numbers  # type: ignore[misc]
-                if w > best[2, i]:  # saturated: the budget's value is within 1e-9 of this
-                    best[:, i] = math.exp(tr.log_beta), float(grid[i]), w, w_std
+        # Upward: the solution continued from the base. Downward: the best of the starts at
+        # the largest budget.
+        tracks = _solve(procedure, ref, None, float(grid[order[0]]), discrete, first_only=upward)
+        if not tracks:
+            continue
+        tr = max(tracks, key=lambda t: t.numbers[2])  # type: ignore[index]
+        current = float(grid[order[0]])
+        for i in order:
+            if not tr.saturated:
+                if not _continue(tr, float(grid[i]), current, True, key):
+                    break
+                current = float(grid[i])
+            value, w_std, w = tr.numbers  # type: ignore[misc]
+            if w > best[2, i]:  # saturated: the budget's value is within 1e-9 of this
+                best[:, i] = math.exp(tr.log_beta), float(grid[i]), w, w_std
     for i in np.flatnonzero(grid == 0.0):
         from .policy import base_policy
 
