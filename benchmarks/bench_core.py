@@ -14,11 +14,13 @@ Reported:
   speedup_single   reference time / library time for one (beta -> KL, W_std, W_T)
                    evaluation at the headline case (Best-of-4, exp(t=10), KL = 1, a point
                    of Figure 2); every case's own ratio is listed too;
-  fig2_seconds     the library computing every number of Figure 2 (852 points, beta solved
-                   for each KL), compiled;
+  fig2_seconds     the library computing every number of Figure 2 (994 points, beta solved
+                   for each KL, the two optimal frontiers included), compiled;
+                   fig2_paper_curves_seconds the same without the optimal frontiers;
+  frontier_seconds a 50-point optimal frontier for Best-of-32 (KL 0.1 to 5), compiled;
   speedup_fig2     the reference's time per Figure 2 point (beta by brentq on the quad KL,
                    then the nested quad win rate; measured on a sample of points) times the
-                   number of points, over fig2_seconds;
+                   number of the paper's curve points, over fig2_paper_curves_seconds;
   fig2_script_seconds[_no_cache]
                    `python experiments/fig2.py` in a fresh process, with the numba cache
                    warm, and with an empty cache (everything compiled from scratch).
@@ -44,6 +46,7 @@ import numpy as np
 from scipy import integrate, optimize, special
 
 import infalign_theory as ia
+from infalign_theory.optimal import pareto_frontier
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -180,6 +183,8 @@ def fig2_timings(repeat: int) -> dict:
     cfg = fig2.Config()
     fig2.compute(cfg)
     seconds = median_time(lambda: fig2.compute(cfg), repeat)
+    paper_only = fig2.Config(optimal=False)
+    paper_seconds = median_time(lambda: fig2.compute(paper_only), repeat)
     points = 2 * (2 + len(cfg.t_best)) * cfg.points
     sample = [
         ("exp", 10.0, 4, 4, 1.0),
@@ -192,10 +197,21 @@ def fig2_timings(repeat: int) -> dict:
         reference_fig2_point(kind, t, k, n, target)
     per_point = (time.perf_counter() - start) / len(sample)
     return {
-        "fig2_points": points,
+        "fig2_points": points + 2 * cfg.points,
         "fig2_seconds": seconds,
+        "fig2_paper_curves_seconds": paper_seconds,
         "reference_seconds_per_fig2_point": per_point,
-        "speedup_fig2": per_point * points / seconds,
+        "speedup_fig2": per_point * points / paper_seconds,
+    }
+
+
+def frontier_timings(repeat: int) -> dict:
+    grid = np.linspace(0.1, 5.0, 50)
+    pareto_frontier(ia.best_of(32), grid[:2])
+    return {
+        "frontier_seconds": median_time(
+            lambda: pareto_frontier(ia.best_of(32), grid), max(3, repeat // 3)
+        )
     }
 
 
@@ -232,6 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "speedup_single": cases[0]["speedup"],
         **fig2_timings(args.repeat),
+        **frontier_timings(args.repeat),
         **({} if args.no_script else script_timings()),
         "cases": cases,
         "machine": {

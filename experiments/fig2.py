@@ -39,6 +39,7 @@ class Config:
     points: int = 71
     t_best: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0)
     t_worst: tuple[float, ...] = (-2.0, -5.0, -10.0, -20.0)
+    optimal: bool = True
     panels: tuple[str, ...] = field(default=("best", "worst"))
 
 
@@ -52,7 +53,8 @@ def compute(cfg: Config) -> dict:
         ts = cfg.t_best if panel == "best" else cfg.t_worst
         transforms = [ia.Identity(), ia.Log(), *(ia.Exponential(t) for t in ts)]
         curves = [ia.tradeoff_curve(tr, procedure, kls=kls).to_dict() for tr in transforms]
-        curves.append(pareto_frontier(procedure, kls).to_dict())
+        if cfg.optimal:
+            curves.append(pareto_frontier(procedure, kls).to_dict())
         bon_policy = ia.tilt(ia.Log(), best_of_n_beta)
         point = ia.evaluate(bon_policy, procedure).to_dict()
         panels[panel] = {

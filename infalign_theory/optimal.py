@@ -33,7 +33,7 @@ W_std and W_T of the result are computed by the library on the final policy.
 Convergence means max|y - T(y)| < 1e-11, or below the level rounding allows and the
 residual can affect: where W_T nearly saturates (beta ~ 1e-9) T = R/beta carries an error
 of eps max|R|/beta, and a residual d moves W_T by only about max|R| d. Once W_T is within
-1e-9 of 1, a larger KL cannot raise it by more than that: the continuation stops and the
+1e-10 of 1, a larger KL cannot raise it by more than that: the continuation stops and the
 solution is returned as ``saturated`` (its KL below the budget).
 
 Best-of-N makes W_T concave in the policy, so the stationary point is the unique optimum.
@@ -66,7 +66,7 @@ from .transforms import Exponential, Identity, Transform
 TOL = 1e-11
 #: Once W_T is this close to 1 a larger KL budget can raise it by less than this: the
 #: continuation stops there and reports the solution as ``saturated``.
-SATURATION = 1e-9
+SATURATION = 1e-10
 _MAX_NEWTON = 60
 
 
@@ -511,13 +511,13 @@ class OptimalTransform:
         Newton iterations spent in all.
     converged : bool
         Whether the residual reached the tolerance: 1e-11, or the rounding floor
-        64 eps max|R| / beta where that is larger (beta tiny: W_T within ~1e-10 of 1).
+        64 eps max|R| / beta where that is larger (beta tiny: W_T within ~1e-9 of 1).
     stationary_points : tuple of dict
         Every distinct stationary point found (kl, beta, win_rate, objective W_T - beta KL),
         best first; more than one only where W_T is not concave (Worst-of-N).
     saturated : bool
-        True when W_T reached 1 - 1e-9 at a KL below the budget: a larger KL cannot raise
-        it by more, so the solution returned (with its smaller ``kl``) is within 1e-9 of
+        True when W_T reached 1 - 1e-10 at a KL below the budget: a larger KL cannot raise
+        it by more, so the solution returned (with its smaller ``kl``) is within 1e-10 of
         the frontier at the budget.
     """
 
@@ -851,8 +851,8 @@ def pareto_frontier(
     where W_T is not concave (anything but Best-of-N) it is also continued down from the
     largest budget, starting from several transforms, and the best value at each budget is
     kept. Returns a :class:`~infalign_theory.curves.TradeoffCurve` (transform "optimal");
-    a budget of 0 is the base policy. Past saturation (W_T within 1e-9 of 1) the curve
-    holds the saturated solution's numbers at each larger budget: within 1e-9 of the
+    a budget of 0 is the base policy. Past saturation (W_T within 1e-10 of 1) the curve
+    holds the saturated solution's numbers at each larger budget: within 1e-10 of the
     frontier there.
     """
     if not isinstance(procedure, OrderStatistic):
@@ -890,7 +890,7 @@ def pareto_frontier(
                     break
                 current = float(grid[i])
             value, w_std, w = tr.numbers  # type: ignore[misc]
-            if w > best[2, i]:  # saturated: the budget's value is within 1e-9 of this
+            if w > best[2, i]:  # saturated: the budget's value is within 1e-10 of this
                 best[:, i] = math.exp(tr.log_beta), float(grid[i]), w, w_std
     for i in np.flatnonzero(grid == 0.0):
         from .policy import base_policy

@@ -41,19 +41,54 @@ def test_fig2_quick(tmp_path):
 def test_committed_fig2_is_current():
     # The committed numbers are what the library computes now, curve by curve.
     import infalign_theory as ia
+    from infalign_theory.optimal import pareto_frontier
 
     data = json.loads((ROOT / "paper_figures" / "fig2.json").read_text())
     for panel in data["panels"].values():
         proc = ia.best_of(4) if panel["procedure"] == "best-of-4" else ia.worst_of(4)
         for c in panel["curves"]:
             name = c["transform"]
-            tr = (
-                ia.Identity()
-                if name == "identity"
-                else ia.Log()
-                if name == "log"
-                else ia.Exponential(float(name[len("exp(t=") : -1]))
-            )
             i = len(c["kl"]) // 2
+            if name == "optimal":
+                fresh = pareto_frontier(proc, [c["kl"][i]])
+                assert fresh.win_rate[0] == pytest.approx(c["win_rate"][i], abs=1e-9)
+                continue
+            if name in ("identity", "log"):
+                tr = ia.Identity() if name == "identity" else ia.Log()
+            else:
+                tr = ia.Exponential(float(name[len("exp(t=") : -1]))
             fresh = ia.tradeoff_curve(tr, proc, kls=[c["kl"][i]])
             assert fresh.win_rate[0] == pytest.approx(c["win_rate"][i], abs=1e-12)
+
+
+def test_fig2_has_the_optimal_curve_above_every_other():
+    data = json.loads((ROOT / "paper_figures" / "fig2.json").read_text())
+    for panel in data["panels"].values():
+        curves = {c["transform"]: c for c in panel["curves"]}
+        best = curves["optimal"]
+        for name, c in curves.items():
+            assert all(
+                w <= b + 1e-10 for w, b in zip(c["win_rate"], best["win_rate"], strict=True)
+            ), name
+
+
+def test_table_best_t_quick(tmp_path):
+    load("table_best_t").main(["--quick", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "table_best_t.json").read_text())["rows"]
+    assert len(rows) == 2 * 2 * 2
+    for r in rows:
+        assert r["win_rate_optimal"] >= r["win_rate_exp"] - 1e-10
+        assert r["win_rate_exp"] >= r["win_rate_identity"] - 1e-10
+    assert (tmp_path / "table_best_t.md").read_text().count("\n") >= 10
+
+
+def test_fig_optimal_transforms_quick(tmp_path):
+    png = load("fig_optimal_transforms").main(["--quick", "--out", str(tmp_path)])
+    assert png.exists()
+    data = json.loads((tmp_path / "fig_optimal_transforms.json").read_text())
+    for panel in data["panels"]:
+        for c in panel["curves"]:
+            assert -1e-9 <= c["optimal"][0] <= 0.01  # the grid starts at u = 1e-6
+            assert 0.99 <= c["optimal"][-1] <= 1.0 + 1e-9  # the grid ends at u = 1 - 1e-6
+            assert min(c["optimal"]) >= -1e-9 and max(c["optimal"]) <= 1.0 + 1e-9
+            assert c["fit_rms"] < 0.2
