@@ -8,13 +8,24 @@ transforms, KL-regularised tilted policies, KL, standard and inference-time win 
 Data flows one way: laws -> calibration -> transforms -> policy -> metrics -> curves.
 """
 
-from .calibration import calibrate, level_midpoints
+from .calibration import calibrate, calibrate_empirical, level_midpoints
 from .curves import TradeoffCurve, beta_for_kl, kl_limit, tradeoff_curve
 from .laws import ContinuousLaw, DiscreteLaw
 from .metrics import Evaluation, evaluate, kl, standard_win_rate, win_rate
 from .policy import ContinuousPolicy, DiscretePolicy, apply, base_policy, tilt
 from .procedures import OrderStatistic, best_of, order_statistic, sampling, worst_of
-from .transforms import Custom, Exponential, Identity, Log, Mirror, Quantile, Transform, Zero
+from .transforms import (
+    Custom,
+    Exponential,
+    Identity,
+    LevelValues,
+    Log,
+    Mirror,
+    Quantile,
+    SampleCalibrated,
+    Transform,
+    Zero,
+)
 
 __version__ = "0.1.0"
 
@@ -27,10 +38,12 @@ __all__ = [
     "Evaluation",
     "Exponential",
     "Identity",
+    "LevelValues",
     "Log",
     "Mirror",
     "OrderStatistic",
     "Quantile",
+    "SampleCalibrated",
     "TradeoffCurve",
     "Transform",
     "Zero",
@@ -40,6 +53,7 @@ __all__ = [
     "best_of",
     "beta_for_kl",
     "calibrate",
+    "calibrate_empirical",
     "evaluate",
     "kl",
     "kl_limit",

@@ -22,13 +22,14 @@ from typing import Any, NoReturn
 import numpy as np
 
 from . import __version__
+from .calibration import ESTIMATORS
 from .curves import beta_for_kl, tradeoff_curve
 from .laws import DiscreteLaw
 from .metrics import AGAINST, evaluate
 from .optimal import pareto_frontier, solve_optimal
 from .policy import tilt
 from .procedures import MAX_N, OrderStatistic
-from .transforms import Exponential, Identity, Log, Quantile, Transform
+from .transforms import Exponential, Identity, Log, Quantile, SampleCalibrated, Transform
 
 PROCEDURES = ("sampling", "bon", "won", "order")
 TRANSFORMS = ("identity", "log", "exp", "raw", "optimal")
@@ -146,6 +147,21 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
         help="compare T(policy) with T(base) (procedure, default) or with a single "
         "base sample (sample)",
     )
+    p.add_argument(
+        "--calibration-samples",
+        type=_count(1, 100_000),
+        default=None,
+        metavar="K",
+        help="calibrate from K base samples per prompt instead of exactly: the transform "
+        "becomes E[Phi(C^) | u] (exact, see SampleCalibrated)",
+    )
+    p.add_argument(
+        "--estimator",
+        choices=ESTIMATORS,
+        default=None,
+        help="estimate of C from the K samples: midrank (default; unbiased) or smoothed "
+        "((rank + 1/2)/(K + 1), never 0: needed with --transform log)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -252,6 +268,11 @@ def _transform(
     args: argparse.Namespace, law: DiscreteLaw | None, parser: argparse.ArgumentParser
 ) -> Transform | None:
     """The transform asked for; None for ``optimal`` (solved for, not given)."""
+    k = getattr(args, "calibration_samples", None)
+    if k is None and getattr(args, "estimator", None) is not None:
+        parser.error("argument --estimator: only valid with --calibration-samples")
+    if k is not None and args.transform == "optimal":
+        parser.error("argument --calibration-samples: not available with --transform optimal")
     if args.transform == "exp":
         if args.t is None:
             parser.error("argument --t: required with --transform exp")
@@ -265,6 +286,19 @@ def _transform(
     if args.transform == "optimal":
         return None
     return Identity() if args.transform == "identity" else Log()
+
+
+def _sample_calibrated(
+    args: argparse.Namespace, tr: Transform, parser: argparse.ArgumentParser
+) -> Transform:
+    """``tr`` seen through calibration from ``--calibration-samples`` reference samples."""
+    k = getattr(args, "calibration_samples", None)
+    if k is None:
+        return tr
+    try:
+        return SampleCalibrated(tr, k, args.estimator or "midrank")
+    except ValueError as exc:
+        parser.error(f"argument --estimator: {exc}")
 
 
 def _fail(parser: argparse.ArgumentParser, exc: ValueError, flags: dict[str, str]) -> NoReturn:
@@ -285,6 +319,8 @@ def _policy_setup(args: argparse.Namespace) -> tuple[Any, ...]:
     procedure = _procedure(args, sub)
     law = _law(args, sub)
     transform = _transform(args, law, sub)
+    if transform is not None:
+        transform = _sample_calibrated(args, transform, sub)
     context = {
         "procedure": procedure.name,
         "n": procedure.n,
@@ -329,7 +365,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _run_solve(args: argparse.Namespace) -> int:
     sub, procedure, law, transform, context = _policy_setup(args)
-    if transform is not None and args.transform != "identity":
+    if args.transform != "identity" or args.calibration_samples is not None:
         sub.error("argument --transform: solve computes the optimal transform; leave it out")
     try:
         sol = solve_optimal(procedure, beta=args.beta, kl=args.kl, law=law, against=args.against)

@@ -60,7 +60,7 @@ from .laws import ContinuousLaw, DiscreteLaw, RewardLaw
 from .metrics import AGAINST, kl, standard_win_rate, win_rate
 from .policy import DiscretePolicy, Policy, tilt
 from .procedures import OrderStatistic
-from .transforms import Exponential, Identity, Transform
+from .transforms import Exponential, Identity, LevelValues, Transform
 
 #: Newton stops when the fixed-point residual max|y - T(y)| falls below this.
 TOL = 1e-11
@@ -720,7 +720,7 @@ def _transform_of(track: _Track, name: str) -> Transform:
     beta = math.exp(track.log_beta)
     y = track.model.normalise(track.y)
     if isinstance(track.model, _Discrete):
-        return _LevelTransform(track.model.law, beta * y, name)
+        return LevelValues(track.model.law, beta * y, name)
     return Interpolated(track.model.mesh, beta * track.model.to_mesh(y), name)
 
 
@@ -768,26 +768,6 @@ def _result(
         stationary_points=tuple({k: v for k, v in d.items() if not k.startswith("_")}
                                 for d in distinct),
     )  # fmt: skip
-
-
-@dataclass(frozen=True, eq=False)
-class _LevelTransform(Transform):
-    """R on the levels of a discrete law, as a step function of u (its value at C_j)."""
-
-    law: DiscreteLaw
-    R: np.ndarray
-    label: str
-
-    @property
-    def name(self) -> str:  # noqa: D102
-        return self.label
-
-    def _left(self, u: np.ndarray) -> np.ndarray:
-        return self.R[np.searchsorted(self.law.cdf_levels, u, side="left").clip(0, self.R.size - 1)]
-
-    def _right(self, s: np.ndarray) -> np.ndarray:
-        j = np.searchsorted(-self.law.sf_levels, -s, side="right").clip(0, self.R.size - 1)
-        return self.R[j]
 
 
 def solve_optimal(

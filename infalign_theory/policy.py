@@ -31,7 +31,7 @@ from ._validate import finite_array, positive_finite, unit_interval
 from .calibration import level_midpoints
 from .laws import PROB_SUM_TOL, ContinuousLaw, DiscreteLaw, RewardLaw
 from .procedures import OrderStatistic
-from .transforms import Quantile, Transform, Zero
+from .transforms import Quantile, SampleCalibrated, Transform, Zero
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,6 +210,8 @@ def tilt(transform: Transform, beta: float, law: RewardLaw | None = None) -> Pol
         return ContinuousPolicy(transform, beta, law)
     if not isinstance(law, DiscreteLaw):
         raise ValueError(f"law must be a DiscreteLaw, ContinuousLaw or None, got {law!r}")
+    if isinstance(transform, SampleCalibrated):
+        transform = transform.on(law)
     values, offsets = transform.pair_relative(*level_midpoints(law))
     if np.any(np.isnan(values) | (values == np.inf)):
         raise ValueError(f"transform {transform.name} is NaN or +inf at a level of the law")

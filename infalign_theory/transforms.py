@@ -38,9 +38,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.special import gammaln
 
 from . import _kernels as K
-from ._validate import positive_finite, real, unit_interval
+from ._validate import choice, integer, positive_finite, real, unit_interval
+from .calibration import ESTIMATORS, estimate, level_midpoints, score_distribution
 from .laws import ContinuousLaw, DiscreteLaw, RewardLaw
 
 
@@ -261,6 +263,135 @@ class Quantile(Transform):
 
     def _right(self, s: np.ndarray) -> np.ndarray:
         return self.law.isf(s)
+
+
+@dataclass(frozen=True, eq=False)
+class LevelValues(Transform):
+    """A transform given by one value per level of a discrete law: a step function of u.
+
+    Level j covers the calibrated interval (F_{j-1}, F_j]; the tilt on that law uses the
+    value at the level's midpoint, i.e. ``values[j]``.
+    """
+
+    law: DiscreteLaw
+    values: np.ndarray
+    label: str = "level values"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.law, DiscreteLaw):
+            raise ValueError(f"law must be a DiscreteLaw, got {self.law!r}")
+        vals = np.asarray(self.values, dtype=np.float64).ravel()
+        if vals.size != self.law.n_levels or np.any(np.isnan(vals) | (vals == np.inf)):
+            raise ValueError(
+                f"values must hold one number (finite or -inf) per level ({self.law.n_levels})"
+            )
+        object.__setattr__(self, "values", vals)
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return self.label
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        j = np.searchsorted(self.law.cdf_levels, u, side="left")
+        return self.values[j.clip(0, self.values.size - 1)]
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        j = np.searchsorted(-self.law.sf_levels, -s, side="right")
+        return self.values[j.clip(0, self.values.size - 1)]
+
+
+@dataclass(frozen=True)
+class SampleCalibrated(Transform):
+    r"""The transform KL-RL sees when C is estimated from K base samples: E[Phi(C^) | u].
+
+    InfAlign-CTRL calibrates a response's reward against K reference rewards of its prompt
+    (:func:`~infalign_theory.calibration.calibrate_empirical`), so the reward optimised is
+    Phi(C^), not Phi(C), and maximising E_pi[Phi(C^)] - beta KL tilts by its conditional
+    mean (DESIGN §6). Without ties K C^ = J ~ Binomial(K, u) for the mid-rank estimator, so
+
+    .. math:: \Phi_K(u) = \sum_{j=0}^K inom Kj u^j (1-u)^{K-j}\, \Phi(c_j),
+
+    a Bernstein polynomial, c_j = j/K (``midrank``) or (j + 1/2)/(K + 1) (``smoothed``);
+    exact, evaluated in log space from the pair (u, 1 - u). On a discrete law (ties) use
+    :meth:`on`, which :func:`~infalign_theory.policy.tilt` calls for you: the half-integer
+    score then has the law of a sum of K draws of {2, 1, 0} (below, tied, above).
+
+    Parameters
+    ----------
+    transform : Transform
+        Phi, applied to the estimate.
+    k : int
+        Reference samples per prompt, 1 <= k <= 100000.
+    estimator : {"midrank", "smoothed"}
+        The estimate of C (see :func:`~infalign_theory.calibration.estimate`).
+    """
+
+    transform: Transform
+    k: int
+    estimator: str = "midrank"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.transform, Transform):
+            raise ValueError(f"transform must be a Transform, got {self.transform!r}")
+        object.__setattr__(self, "k", integer(self.k, "k", 1, 100_000))
+        choice(self.estimator, "estimator", ESTIMATORS)
+        c = estimate(2 * np.arange(self.k + 1), self.k, self.estimator)
+        values, offsets = self.transform.pair_relative(c, 1.0 - c)
+        if np.any(np.isnan(values) | np.isinf(values)):
+            raise ValueError(
+                f"{self.transform.name} is infinite at an estimate of C that {self.k} samples "
+                f"can give ({self.estimator}: 0 or 1); use estimator='smoothed'"
+            )
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_value_offsets", offsets)
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return f"{self.transform.name}, K={self.k} {self.estimator}"
+
+    def _phi_minus(self, index: int) -> np.ndarray:
+        """Phi(c_j) - Phi(c_index), each difference taken from the exact representation."""
+        v, o = self._values, self._value_offsets  # type: ignore[attr-defined]
+        return (v - v[index]) + (o - o[index])
+
+    @property
+    def offsets(self) -> tuple[float, float]:  # noqa: D102
+        v, o = self._values, self._value_offsets  # type: ignore[attr-defined]
+        return (float(v[0] + o[0]), float(v[-1] + o[-1]))
+
+    def _mix(self, u: np.ndarray, s: np.ndarray, index: int) -> np.ndarray:
+        k = self.k
+        j = np.arange(k + 1)
+        lbin = gammaln(k + 1.0) - gammaln(j + 1.0) - gammaln(k - j + 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lu = np.where(j[None, :] > 0, j[None, :] * np.log(u)[:, None], 0.0)
+            ls = np.where(j[None, :] < k, (k - j)[None, :] * np.log(s)[:, None], 0.0)
+        return np.exp(lbin[None, :] + lu + ls) @ self._phi_minus(index)
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        return self._mix(u, 1.0 - u, 0)
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        return self._mix(1.0 - s, s, -1)
+
+    def on(self, law: DiscreteLaw) -> LevelValues:
+        """The same transform on the levels of a discrete law (ties counted one half)."""
+        u, _ = level_midpoints(law)
+        below = np.concatenate([[0.0], law.cdf_levels[:-1]])
+        grid = estimate(np.arange(2 * self.k + 1), self.k, self.estimator)
+        values, offsets = self.transform.pair_relative(grid, 1.0 - grid)
+        phi = values + offsets
+        out = np.empty(law.n_levels)
+        for i in range(law.n_levels):
+            pmf = score_distribution(self.k, float(below[i]), float(law.probs[i]))
+            live = pmf > 0.0
+            if np.any(np.isinf(phi[live])):
+                raise ValueError(
+                    f"{self.transform.name} is infinite at an estimate of C that {self.k} "
+                    "samples can give on this law; use estimator='smoothed'"
+                )
+            out[i] = float(pmf[live] @ phi[live])
+        return LevelValues(law, out, f"{self.name} on {law.n_levels} levels")
 
 
 @dataclass(frozen=True)

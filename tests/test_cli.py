@@ -217,3 +217,21 @@ def test_optimal_errors_name_the_argument(capsys):
             main(args)
         err = capsys.readouterr().err
         assert exc.value.code == 2 and flag in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibration_samples(capsys):
+    code, out, _ = run(capsys, "evaluate", "--transform", "exp", "--t", "10", "--kl", "1",
+                       "--calibration-samples", "8", "--json")
+    data = json.loads(out)
+    expected = ia.tradeoff_curve(ia.SampleCalibrated(ia.Exponential(10.0), 8), ia.best_of(4),
+                                 kls=[1.0]).win_rate[0]
+    assert data["win_rate"] == pytest.approx(expected, abs=1e-12)
+    for args, flag in ((["evaluate", "--transform", "log", "--beta", "1",
+                         "--calibration-samples", "4"], "--estimator"),
+                       (["evaluate", "--beta", "1", "--estimator", "smoothed"], "--estimator"),
+                       (["evaluate", "--transform", "optimal", "--kl", "1",
+                         "--calibration-samples", "4"], "--calibration-samples")):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and flag in err

@@ -92,3 +92,17 @@ def test_fig_optimal_transforms_quick(tmp_path):
             assert 0.99 <= c["optimal"][-1] <= 1.0 + 1e-9  # the grid ends at u = 1 - 1e-6
             assert min(c["optimal"]) >= -1e-9 and max(c["optimal"]) <= 1.0 + 1e-9
             assert c["fit_rms"] < 0.2
+
+
+@pytest.mark.parametrize("name", ["fig_calibration_k", "fig_miscalibration", "fig_reward_hacking"])
+def test_calibration_experiments_quick(tmp_path, name):
+    png = load(name).main(["--quick", "--out", str(tmp_path)])
+    assert png.exists() and png.stat().st_size > 10_000
+    data = json.loads((tmp_path / f"{name}.json").read_text())
+    assert data["package_version"]
+    if name == "fig_miscalibration":
+        assert data["raw_never_above_frontier"] and data["largest_gap"]["gap"] > 0.05
+    if name == "fig_calibration_k":
+        rows = data["smallest_k_within_half_a_point_at_kl_1"]
+        assert all(r["smallest_k"] >= 1 for r in rows)
+        assert [r["smallest_k"] for r in rows if r["transform"] == "identity"] == [1, 1]

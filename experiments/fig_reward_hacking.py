@@ -1,0 +1,148 @@
+"""Reward hacking, exactly: aligning to a reward model that errs, raw or calibrated.
+
+Eight prompts, each with 400 responses equally likely under the base; a true reward (with
+ties) and a reward model's score per response. KL-RL with one shared beta optimises the
+score -- raw, or the identity of its calibrated value -- and we measure the TRUE
+prompt-averaged standard win rate against the exact KL over responses; the oracle aligns
+to the true reward's calibrated value (the frontier). Three reward models:
+
+* rare large errors: 2 % of the responses, of poor true quality, get +8 on the score.
+  Raw alignment chases them at any KL; calibration caps their pull (their rank can be no
+  more than 1) and holds up at moderate KL, but at small beta it is hacked too.
+* monotone distortions: on half the prompts the score is an increasing function of the
+  true reward (exp(2 r), or 10 r + 5). Calibration is invariant to them (InfAlign Lemma 3):
+  the calibrated proxy IS the oracle; the raw scores' new scales misspend the shared beta.
+* noise: score = true + N(0, 0.7^2). The ranking itself is wrong; calibration cannot undo
+  that, and both fall short of the oracle.
+
+    python experiments/fig_reward_hacking.py            # a few seconds
+    python experiments/fig_reward_hacking.py --quick    # coarse; temporary folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import infalign_theory as ia
+from infalign_theory.prompts import ProxyPrompt, align_to_proxy
+
+ROOT = Path(__file__).resolve().parents[1]
+RESPONSES = 400
+PROMPTS = 8
+
+
+def scenarios(seed: int = 7) -> dict[str, list[ProxyPrompt]]:
+    rng = np.random.default_rng(seed)
+    scale = np.array([0.5, 1.0, 2.0, 0.3, 1.5, 1.0, 3.0, 0.8])
+    probs = np.full(RESPONSES, 1.0 / RESPONSES)
+    out: dict[str, list[ProxyPrompt]] = {
+        "rare large errors": [],
+        "monotone distortions": [],
+        "noise": [],
+    }
+    for p in range(PROMPTS):
+        true = np.round(rng.normal(0.0, 1.0, RESPONSES), 1)  # ties
+        hacked = rng.random(RESPONSES) < 0.02
+        true_h = np.where(hacked, np.minimum(true, -1.0), true)  # the exploits are poor
+        out["rare large errors"].append(
+            ProxyPrompt(probs, true_h, true_h + np.where(hacked, 8.0, 0.0))
+        )
+        distorted = np.exp(2.0 * true) if p % 4 == 0 else 10.0 * true + 5.0 if p % 4 == 1 else true
+        out["monotone distortions"].append(
+            ProxyPrompt(probs, true * scale[p], distorted * scale[p])
+        )
+        out["noise"].append(ProxyPrompt(probs, true, true + rng.normal(0.0, 0.7, RESPONSES)))
+    return out
+
+
+def compute(points: int) -> dict:
+    betas = np.geomspace(1e-3, 1e2, points)
+    panels = {}
+    for name, prompts in scenarios().items():
+        curves = {
+            r: align_to_proxy(prompts, betas, reward=r).to_dict()
+            for r in ("true_calibrated", "proxy_calibrated", "proxy_raw")
+        }
+        panels[name] = curves
+    return {
+        "figure": "true win rate against KL when aligning to a reward model that errs",
+        "package_version": ia.__version__,
+        "parameters": {"prompts": PROMPTS, "responses": RESPONSES, "betas": betas.tolist()},
+        "panels": panels,
+    }
+
+
+def plot(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    style = {
+        "true_calibrated": ("k", "-", "oracle: true reward, calibrated"),
+        "proxy_calibrated": ("tab:blue", "-", "reward model, calibrated"),
+        "proxy_raw": ("tab:orange", "--", "reward model, raw"),
+    }
+    fig, axes = plt.subplots(1, len(data["panels"]), figsize=(5.2 * len(data["panels"]), 4.4))
+    for ax, (name, curves) in zip(axes, data["panels"].items(), strict=True):
+        for key, c in curves.items():
+            color, ls, label = style[key]
+            kl, w = np.array(c["kl"]), np.array(c["standard_win_rate"])
+            order = np.argsort(kl)
+            oracle = key == "true_calibrated"
+            ax.plot(
+                kl[order],
+                w[order],
+                color=color,
+                ls=ls,
+                lw=4.0 if oracle else 1.8,
+                zorder=1 if oracle else 2,
+                label=label,
+            )
+        ax.set_xlim(0, 5)
+        ax.set_ylim(0.3, 1.0)
+        ax.set_title(name)
+        ax.set_xlabel("prompt-averaged KL over responses [nats]")
+        ax.set_ylabel("true standard win rate")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=140)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="10 betas; temporary folder unless --out"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default paper_figures/)"
+    )
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = (
+            Path(tempfile.gettempdir()) / "infalign_quick_figures"
+            if args.quick
+            else ROOT / "paper_figures"
+        )
+    start = time.perf_counter()
+    data = compute(10 if args.quick else 60)
+    seconds = time.perf_counter() - start
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fig_reward_hacking.json").write_text(json.dumps(data, indent=1) + "\n")
+    png = args.out / "fig_reward_hacking.png"
+    plot(data, png)
+    print(f"wrote {png} and fig_reward_hacking.json ({seconds:.1f} s)")
+    return png
+
+
+if __name__ == "__main__":
+    main()
