@@ -11,7 +11,7 @@ Data flows one way: laws -> calibration -> transforms -> policy -> metrics -> cu
 from .calibration import calibrate, calibrate_empirical, level_midpoints
 from .curves import TradeoffCurve, beta_for_kl, kl_limit, tradeoff_curve
 from .laws import ContinuousLaw, DiscreteLaw
-from .metrics import Evaluation, evaluate, kl, standard_win_rate, win_rate
+from .metrics import Evaluation, evaluate, kl, pool_win_rate, standard_win_rate, win_rate
 from .policy import ContinuousPolicy, DiscretePolicy, apply, base_policy, tilt
 from .procedures import OrderStatistic, best_of, order_statistic, sampling, worst_of
 from .transforms import (
@@ -59,6 +59,7 @@ __all__ = [
     "kl_limit",
     "level_midpoints",
     "order_statistic",
+    "pool_win_rate",
     "sampling",
     "standard_win_rate",
     "tilt",

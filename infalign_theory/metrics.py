@@ -22,6 +22,11 @@ In calibrated space (DESIGN §3), with G the policy's CDF and g the procedure's 
 
 The continuous integrals are adaptive spectral quadratures (see ``_mesh``); the discrete
 sums are exact to rounding.
+
+:func:`pool_win_rate` is the same win rate for *finite pools* of sampled rewards (a trained
+language model's responses against base responses): T applied to N responses drawn without
+replacement from a pool of M has an exact hypergeometric law, which makes the estimate the
+U-statistic over every pair of N-subsets -- unbiased for W_T, ties ½.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from . import _kernels as K
 from . import _mesh
-from ._validate import choice
+from ._validate import choice, finite_array
 from .calibration import level_midpoints
 from .policy import ContinuousPolicy, DiscretePolicy, Policy
 from .procedures import OrderStatistic
@@ -123,3 +129,61 @@ def evaluate(
         win_rate=win_rate(policy, procedure, against=against),
         standard_win_rate=standard_win_rate(policy),
     )
+
+
+def _pool_cdf(pool: np.ndarray, levels: np.ndarray, k: int, n: int) -> np.ndarray:
+    """P(T(subset) <= level) for T = k-th smallest of an n-subset drawn without replacement.
+
+    The k-th smallest of the subset is <= x exactly when at least k of its n members are,
+    and the count of members <= x is hypergeometric (pool size M, j(x) successes, n draws).
+    """
+    below = np.searchsorted(np.sort(pool), levels, side="right")
+    return stats.hypergeom.sf(k - 1, pool.size, below, n)
+
+
+def pool_win_rate(
+    policy_rewards: object,
+    base_rewards: object,
+    procedure: OrderStatistic,
+    *,
+    against: str = "procedure",
+) -> float:
+    """Inference-time win rate estimated exactly from finite pools of rewards, ties ½.
+
+    T(pi) is T applied to ``procedure.n`` rewards drawn without replacement from the policy
+    pool, T(pi_ref) the same from the base pool; the value returned is the exact win rate of
+    those two random variables, i.e. the average of [T(a) > T(b)] + ½[T(a) = T(b)] over every
+    pair of n-subsets a, b of the two pools. Because subsets drawn without replacement are
+    i.i.d. samples, this is an unbiased estimate of W(T(pi) ≻ T(pi_ref)) (a U-statistic);
+    with n = 1 it is the Mann-Whitney estimate of the standard win rate.
+
+    Parameters
+    ----------
+    policy_rewards, base_rewards : array_like, 1-D
+        Rewards of responses sampled from the policy and from the base (for one prompt).
+    procedure : OrderStatistic
+        The procedure T; its ``n`` must not exceed either pool (the base pool's only when
+        ``against="procedure"``).
+    against : {"procedure", "sample"}
+        ``"procedure"`` (default): T(pi) against T(pi_ref). ``"sample"``: against one base
+        sample.
+    """
+    if not isinstance(procedure, OrderStatistic):
+        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    choice(against, "against", AGAINST)
+    a = finite_array(policy_rewards, "policy_rewards")
+    b = finite_array(base_rewards, "base_rewards")
+    if a.ndim != 1 or b.ndim != 1:
+        raise ValueError("policy_rewards and base_rewards must be 1-D arrays (one prompt)")
+    k, n = procedure.k, procedure.n
+    kb, nb = (k, n) if against == "procedure" else (1, 1)
+    if a.size < n:
+        raise ValueError(
+            f"policy_rewards must hold at least procedure.n = {n} rewards, got {a.size}"
+        )
+    if b.size < nb:
+        raise ValueError(f"base_rewards must hold at least {nb} rewards, got {b.size}")
+    levels = np.union1d(a, b)
+    ga = np.concatenate([[0.0], _pool_cdf(a, levels, k, n)])
+    gb = np.concatenate([[0.0], _pool_cdf(b, levels, kb, nb)])
+    return _unit(float(np.dot(np.diff(ga), 0.5 * (gb[1:] + gb[:-1]))))
