@@ -17,13 +17,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
-from scipy import optimize
 
 import infalign_theory as ia
 from infalign_theory.optimal import solve_optimal
@@ -34,39 +30,13 @@ SATURATED = 1e-10
 KLS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-def exp_win_rate(t: float, proc: ia.OrderStatistic, kl: float) -> float:
-    """W_T of the exponential transform with exponent t at KL = kl (-1 if unreachable)."""
-    try:
-        return float(ia.tradeoff_curve(ia.Exponential(t), proc, kls=[kl]).win_rate[0])
-    except ValueError:
-        return -1.0
-
-
-def best_t(proc: ia.OrderStatistic, kl: float) -> tuple[float, float]:
-    """The exponent maximising W_T at this KL, and that W_T."""
-    sign = 1.0 if proc.k == proc.n else -1.0
-    logs = np.linspace(math.log(0.01), math.log(1e5), 49)
-    values = [exp_win_rate(sign * math.exp(x), proc, kl) for x in logs]
-    i = int(np.argmax(values))
-    lo, hi = logs[max(i - 1, 0)], logs[min(i + 1, logs.size - 1)]
-    res = optimize.minimize_scalar(
-        lambda x: -exp_win_rate(sign * math.exp(x), proc, kl),
-        bounds=(lo, hi),
-        method="bounded",
-        options={"xatol": 1e-6},
-    )
-    if -res.fun >= values[i]:
-        return sign * math.exp(res.x), -res.fun
-    return sign * math.exp(logs[i]), values[i]
-
-
 def compute(ns: tuple[int, ...], kls: tuple[float, ...]) -> list[dict]:
     rows = []
     for make in (ia.best_of, ia.worst_of):
         for n in ns:
             proc = make(n)
             for kl in kls:
-                t, w_exp = best_t(proc, kl)
+                t, w_exp = ia.best_exponent(proc, kl)
                 t_or_none = None if 1.0 - w_exp < SATURATED else t
                 w_id = float(ia.tradeoff_curve(ia.Identity(), proc, kls=[kl]).win_rate[0])
                 opt = solve_optimal(proc, kl=kl)

@@ -9,7 +9,7 @@ Data flows one way: laws -> calibration -> transforms -> policy -> metrics -> cu
 """
 
 from .calibration import calibrate, calibrate_empirical, level_midpoints
-from .curves import TradeoffCurve, beta_for_kl, kl_limit, tradeoff_curve
+from .curves import TradeoffCurve, best_exponent, beta_for_kl, kl_limit, tradeoff_curve
 from .laws import ContinuousLaw, DiscreteLaw
 from .metrics import Evaluation, evaluate, kl, pool_win_rate, standard_win_rate, win_rate
 from .policy import ContinuousPolicy, DiscretePolicy, apply, base_policy, tilt
@@ -50,6 +50,7 @@ __all__ = [
     "__version__",
     "apply",
     "base_policy",
+    "best_exponent",
     "best_of",
     "beta_for_kl",
     "calibrate",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import optimize
 
 from . import _kernels as K
 from ._validate import choice, positive_finite
@@ -28,7 +29,7 @@ from .laws import DiscreteLaw, RewardLaw
 from .metrics import AGAINST, kl, standard_win_rate, win_rate
 from .policy import DiscretePolicy, base_policy, tilt
 from .procedures import OrderStatistic
-from .transforms import Transform
+from .transforms import Exponential, Transform
 
 #: Relative accuracy of the KL reached by :func:`beta_for_kl`.
 KL_RTOL = 1e-12
@@ -231,3 +232,41 @@ def tradeoff_curve(
         win_rate=out[1],
         standard_win_rate=out[2],
     )
+
+
+def best_exponent(procedure: OrderStatistic, kl: float) -> tuple[float, float]:
+    """The exponent t whose exponential transform maximises W_T at KL = ``kl`` (continuous).
+
+    A scan of |t| over [0.01, 1e5] on a log grid, refined by bounded scalar minimisation
+    around the best grid point. The sign of t follows the procedure: t > 0 when it picks
+    from the top half (k > n/2: Best-of-N, sampling), t < 0 otherwise (Worst-of-N).
+    Exponents whose tilts cannot reach the KL are skipped.
+
+    Returns
+    -------
+    (t, win_rate) : tuple of float
+    """
+    if not isinstance(procedure, OrderStatistic):
+        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    kl = positive_finite(kl, "kl")
+    sign = 1.0 if 2 * procedure.k > procedure.n else -1.0
+
+    def value(x: float) -> float:
+        transform = Exponential(sign * math.exp(x))
+        try:
+            return win_rate(tilt(transform, beta_for_kl(transform, kl)), procedure)
+        except ValueError:
+            return -1.0
+
+    logs = np.linspace(math.log(0.01), math.log(1e5), 49)
+    values = [value(float(x)) for x in logs]
+    i = int(np.argmax(values))
+    res = optimize.minimize_scalar(
+        lambda x: -value(x),
+        bounds=(logs[max(i - 1, 0)], logs[min(i + 1, logs.size - 1)]),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    if -res.fun >= values[i]:
+        return sign * math.exp(res.x), float(-res.fun)
+    return sign * math.exp(float(logs[i])), float(values[i])

@@ -409,8 +409,14 @@ def _kl(w: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def _merit(F: np.ndarray, gap: float) -> float:
-    """Root-mean-square residual, the line search's measure of progress."""
-    return math.sqrt(float(np.mean(F * F)) + gap * gap)
+    """Root-mean-square residual, the line search's measure of progress (inf past overflow)."""
+    scale = max(float(np.max(np.abs(F))) if F.size else 0.0, abs(gap))
+    if not math.isfinite(scale):
+        return math.inf
+    if scale == 0.0:
+        return 0.0
+    f = F / scale
+    return scale * math.sqrt(float(np.mean(f * f)) + (gap / scale) ** 2)
 
 
 def _tangent(model: Any, y: np.ndarray, log_beta: float, by_kl: bool) -> tuple[np.ndarray, float]:

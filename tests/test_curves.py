@@ -102,3 +102,26 @@ def test_beta_for_kl_crosses_plateaus_on_discrete_laws(target):
     law = ia.DiscreteLaw([0, 1, 2], [1 / 3] * 3)
     beta = ia.beta_for_kl(ia.Exponential(-60.0), target, law=law)
     assert ia.kl(ia.tilt(ia.Exponential(-60.0), beta, law)) == pytest.approx(target, rel=1e-11)
+
+
+@pytest.mark.parametrize("proc", [ia.best_of(4), ia.worst_of(4)])
+def test_best_exponent_is_a_local_maximum_below_the_optimum(proc):
+    from infalign_theory.optimal import solve_optimal
+
+    t, w = ia.best_exponent(proc, 1.0)
+    assert (t > 0) == (proc.k == proc.n)
+
+    def value(s):
+        tr = ia.Exponential(s)
+        return ia.win_rate(ia.tilt(tr, ia.beta_for_kl(tr, 1.0)), proc)
+
+    assert w == pytest.approx(value(t), abs=1e-12)
+    assert w >= value(1.05 * t) and w >= value(t / 1.05)
+    assert w <= solve_optimal(proc, kl=1.0).win_rate + 1e-12
+
+
+def test_best_exponent_refuses_bad_input():
+    with pytest.raises(ValueError, match="kl must be a finite number > 0"):
+        ia.best_exponent(ia.best_of(4), 0.0)
+    with pytest.raises(ValueError, match="procedure must be an OrderStatistic"):
+        ia.best_exponent("bon", 1.0)
