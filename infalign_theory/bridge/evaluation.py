@@ -1,0 +1,169 @@
+"""Evaluating a trained policy on held-out prompts, from finite pools of samples.
+
+For each held-out prompt, M completions are sampled from the policy and M from the base
+(the base pool can be shared by every policy evaluated against it). From those pools:
+
+* **KL**: the mean of log(pi(y)/pi_ref(y)) over the policy's samples, an unbiased estimate
+  of KL(pi || pi_ref) (the sampler's own log-probability minus the reference's);
+* **win rates**: :func:`~infalign_theory.metrics.pool_win_rate` per prompt -- the exact win
+  rate of T applied to N draws without replacement from each pool, ties ½ -- for sampling
+  (the standard win rate) and every procedure asked for.
+
+Each number is the average over prompts. Its standard error is the spread across prompts,
+std / sqrt(P), which contains the sampling noise within each prompt; with a single prompt it
+is the two-sample jackknife over the two pools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .._validate import integer
+from ..metrics import pool_win_rate
+from ..procedures import OrderStatistic, sampling
+from .rewards import Reward, score
+from .rollout import sample, sequence_logprobs
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Rewards (and log-ratios to the reference) of M samples for each of P prompts."""
+
+    rewards: np.ndarray
+    log_ratios: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A prompt-averaged estimate and its standard error."""
+
+    value: float
+    se: float
+
+    def to_dict(self) -> dict[str, float]:
+        """``{"value": ..., "se": ...}``."""
+        return {"value": self.value, "se": self.se}
+
+
+@dataclass(frozen=True)
+class PoolEvaluation:
+    """KL and win rates of a policy against the base, estimated from pools of samples."""
+
+    kl: Estimate
+    standard_win_rate: Estimate
+    win_rates: dict[str, Estimate] = field(default_factory=dict)
+    prompts: int = 0
+    pool: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return {
+            "kl": self.kl.to_dict(),
+            "standard_win_rate": self.standard_win_rate.to_dict(),
+            "win_rates": {k: v.to_dict() for k, v in self.win_rates.items()},
+            "prompts": self.prompts,
+            "pool": self.pool,
+        }
+
+
+@torch.no_grad()
+def sample_pool(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    reward: Reward,
+    m: int,
+    *,
+    max_new_tokens: int,
+    generator: torch.Generator,
+    reference: PreTrainedModel | None = None,
+    batch_size: int = 64,
+    stop_at_eos: bool = True,
+    progress: bool = True,
+    desc: str = "evaluation samples",
+) -> Pool:
+    """M samples of ``model`` per prompt: their rewards and, given ``reference``, log-ratios."""
+    m = integer(m, "m", 1)
+    texts = [p for p in prompts for _ in range(m)]
+    rewards = np.empty(len(texts))
+    ratios = np.empty(len(texts)) if reference is not None else None
+    bar = tqdm(total=len(texts), desc=desc, unit="sample", disable=not progress)
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        roll = sample(
+            model,
+            tokenizer,
+            chunk,
+            max_new_tokens=max_new_tokens,
+            generator=generator,
+            stop_at_eos=stop_at_eos,
+        )
+        rewards[start : start + len(chunk)] = score(reward, chunk, roll.completions)
+        if ratios is not None:
+            ref = sequence_logprobs(reference, roll)  # type: ignore[arg-type]
+            ratios[start : start + len(chunk)] = (roll.logprobs - ref).cpu().numpy()
+        bar.update(len(chunk))
+    bar.close()
+    shape = (len(prompts), m)
+    return Pool(rewards.reshape(shape), None if ratios is None else ratios.reshape(shape))
+
+
+def _jackknife(
+    stat: Callable[[np.ndarray, np.ndarray], float], a: np.ndarray, b: np.ndarray
+) -> float:
+    """Two-sample jackknife standard error of ``stat(a, b)``, deleting from each pool in turn."""
+    var = 0.0
+    for pool, other, first in ((a, b, True), (b, a, False)):
+        m = pool.size
+        if m < 2:
+            continue
+        loo = np.array(
+            [
+                stat(np.delete(pool, i), other) if first else stat(other, np.delete(pool, i))
+                for i in range(m)
+            ]
+        )
+        var += (m - 1) / m * float(np.sum((loo - loo.mean()) ** 2))
+    return float(np.sqrt(var))
+
+
+def _average(per_prompt: np.ndarray, single: Callable[[], float]) -> Estimate:
+    value = float(per_prompt.mean())
+    if per_prompt.size >= 2:
+        return Estimate(value, float(per_prompt.std(ddof=1) / np.sqrt(per_prompt.size)))
+    return Estimate(value, single())
+
+
+def evaluate_pools(
+    policy: Pool, base: Pool, procedures: Sequence[OrderStatistic] = ()
+) -> PoolEvaluation:
+    """KL and win rates (standard and for each procedure) from a policy and a base pool."""
+    if policy.log_ratios is None:
+        raise ValueError("the policy pool needs log_ratios (sample it with a reference model)")
+    a, b = policy.rewards, base.rewards
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
+        raise ValueError("policy and base pools must have shape (P, M) with the same P")
+    ratios = policy.log_ratios
+    kl = _average(ratios.mean(1), lambda: float(ratios[0].std(ddof=1) / np.sqrt(ratios.shape[1])))
+
+    def win(proc: OrderStatistic) -> Estimate:
+        def stat(x: np.ndarray, y: np.ndarray) -> float:
+            return pool_win_rate(x, y, proc)
+
+        per = np.array([stat(x, y) for x, y in zip(a, b, strict=True)])
+        return _average(per, lambda: _jackknife(stat, a[0], b[0]))
+
+    return PoolEvaluation(
+        kl=kl,
+        standard_win_rate=win(sampling()),
+        win_rates={p.name: win(p) for p in procedures},
+        prompts=a.shape[0],
+        pool=a.shape[1],
+    )

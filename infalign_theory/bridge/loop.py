@@ -1,0 +1,376 @@
+r"""The InfAlign-CTRL training loop: RLOO with a sequence-level KL penalty, in plain torch.
+
+Each step takes ``prompts_per_step`` prompts, samples ``group_size`` completions of each from
+the current policy (temperature 1, :mod:`.rollout`), scores them, calibrates every reward
+against its prompt's cached reference rewards and transforms it (:mod:`.ctrl`), and takes
+one optimiser step on
+
+.. math:: J(\pi) = E_{x}\,E_{y\sim\pi(\cdot|x)}\big[\Phi(\hat C(x, y))\big]
+          - \beta\, E_x\,\mathrm{KL}\big(\pi(\cdot|x)\,\|\,\pi_{\rm ref}(\cdot|x)\big),
+
+whose maximiser is the tilt :math:`\pi_{\rm ref}\,e^{\Phi(\hat C)/\beta}/Z` that the core
+computes. The choices, and where they depart from PPO and GRPO:
+
+* **Total reward with the KL inside.** Each completion's reward is
+  :math:`R_i = \Phi(\hat C_i) - \beta \log(\pi(y_i)/\pi_{\rm ref}(y_i))`, the log-ratio
+  summed over its tokens and held constant. Because :math:`E_\pi[\nabla\log\pi] = 0`,
+  :math:`E_\pi[R\,\nabla\log\pi] = \nabla J` exactly: the sequence-level log-ratio is the
+  unbiased single-sample KL estimate whose score-function gradient is the KL's gradient.
+  (PPO spreads a per-token KL over a learned value function; GRPO adds a per-token KL
+  estimator to the loss, whose gradient is not that of the KL of the sampled policy.)
+* **Leave-one-out baseline, no critic.** The advantage is
+  :math:`A_i = R_i - \frac{1}{G-1}\sum_{j\ne i} R_j` over the G completions of the same
+  prompt (RLOO; Ahmadian et al., arXiv 2402.14740): independent of :math:`y_i`, so the
+  gradient stays unbiased. No value network (unlike PPO), and no division by the group's
+  standard deviation (unlike GRPO), which would reweight prompts and change the objective.
+* **On-policy, one update per batch.** The loss is :math:`-\mathrm{mean}_i(A_i \log\pi(y_i))`
+  on freshly sampled completions; no importance ratio and no clipping is needed, and one
+  forward pass of the policy serves both the gradient and the KL (the sampler's own
+  log-probabilities are kept only as a check, ``logprob_gap`` in the log).
+* **Everything else plain:** Adam, optional gradient-norm clipping, dropout off (the model
+  stays in eval mode, so the sampled and the differentiated distributions are one).
+
+Runs are reproducible from ``seed`` (prompt order and sampling), log every step as one JSON
+line (``log.jsonl``), and resume from ``checkpoint.pt`` in ``run_dir``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .._validate import choice, integer, positive_finite
+from ..calibration import ESTIMATORS
+from ..transforms import Transform
+from .ctrl import Calibrator, check_transform, reference_rewards, transformed
+from .rewards import Reward, score
+from .rollout import sample, sequence_logprobs
+
+SCHEDULES = ("constant", "linear")
+
+
+@dataclass(frozen=True)
+class CTRLConfig:
+    """The settings of one CTRL run (all of them are saved with its checkpoints).
+
+    Parameters
+    ----------
+    beta : float
+        KL strength, > 0.
+    steps : int
+        Optimiser steps in all (a resumed run continues up to it).
+    prompts_per_step, group_size : int
+        Prompts per step (>= 1) and completions per prompt (>= 2, for the leave-one-out
+        baseline).
+    max_new_tokens : int
+        Completion length limit (>= 1).
+    learning_rate : float
+        Adam's step size, > 0.
+    schedule : {"constant", "linear"}
+        The step size stays constant, or decays linearly to 0 at ``steps``.
+    max_grad_norm : float or None
+        Clip the gradient's norm to this (None: no clipping).
+    references, estimator :
+        K reference samples per training prompt and the estimator of C from them.
+    seed : int
+        Seeds the prompt order and every sample.
+    checkpoint_every : int
+        Save a checkpoint every this many steps (and at the end); 0 saves only at the end.
+    stop_at_eos : bool
+        End a completion at the tokenizer's EOS token.
+    """
+
+    beta: float
+    steps: int
+    prompts_per_step: int = 4
+    group_size: int = 4
+    max_new_tokens: int = 16
+    learning_rate: float = 1e-5
+    schedule: str = "constant"
+    max_grad_norm: float | None = 1.0
+    references: int = 16
+    estimator: str = "midrank"
+    seed: int = 0
+    checkpoint_every: int = 10
+    stop_at_eos: bool = True
+
+    def __post_init__(self) -> None:
+        positive_finite(self.beta, "beta")
+        integer(self.steps, "steps", 0)
+        integer(self.prompts_per_step, "prompts_per_step", 1)
+        integer(self.group_size, "group_size", 2)
+        integer(self.max_new_tokens, "max_new_tokens", 1)
+        positive_finite(self.learning_rate, "learning_rate")
+        choice(self.schedule, "schedule", SCHEDULES)
+        if self.max_grad_norm is not None:
+            positive_finite(self.max_grad_norm, "max_grad_norm")
+        integer(self.references, "references", 1)
+        choice(self.estimator, "estimator", ESTIMATORS)
+        integer(self.seed, "seed", 0)
+        integer(self.checkpoint_every, "checkpoint_every", 0)
+
+
+def trainable_params(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters that the optimiser updates."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _digest(texts: Sequence[str]) -> str:
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+
+
+class CTRLTrainer:
+    """Train ``model`` in place with InfAlign-CTRL toward the tilt of its initial self.
+
+    Parameters
+    ----------
+    model : PreTrainedModel
+        The policy; its state at construction is the frozen reference (copied), unless
+        ``reference`` is given.
+    tokenizer : PreTrainedTokenizerBase
+        Left-padding tokenizer (see :func:`~infalign_theory.bridge.models.prepare_tokenizer`).
+    prompts : sequence of str
+        The training prompts, visited in a seeded random order, epoch after epoch.
+    reward : Reward
+        ``reward(prompts, completions) -> floats``.
+    transform : Transform
+        Phi, applied to the calibrated reward (identity, log, exponential, optimal...).
+    config : CTRLConfig
+    calibrator : Calibrator, optional
+        Default: K = ``config.references`` samples of the reference per prompt, scored once
+        (and cached in ``run_dir``).
+    run_dir : path, optional
+        Where ``config.json``, ``references.json``, ``log.jsonl`` and ``checkpoint.pt`` live;
+        an existing checkpoint there is resumed (the configuration must match).
+    progress : bool
+        Show progress bars.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        prompts: Sequence[str],
+        reward: Reward,
+        transform: Transform,
+        config: CTRLConfig,
+        *,
+        reference: PreTrainedModel | None = None,
+        calibrator: Calibrator | None = None,
+        run_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> None:
+        if not isinstance(config, CTRLConfig):
+            raise ValueError(f"config must be a CTRLConfig, got {config!r}")
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError("prompts must be a non-empty list of strings")
+        self.policy = model.eval()
+        self.tokenizer = tokenizer
+        self.prompts = list(prompts)
+        self.reward = reward
+        self.transform = transform
+        self.config = config
+        self.progress = progress
+        self.device = next(model.parameters()).device
+        if reference is None:
+            reference = copy.deepcopy(model).requires_grad_(False)
+        self.reference = reference.eval()  # only ever run under no_grad
+        trainable = trainable_params(self.policy)
+        if not trainable:
+            raise ValueError("model has no parameter with requires_grad=True to train")
+        self.optimizer = torch.optim.Adam(trainable, lr=config.learning_rate)
+        self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        self.step_count = 0
+        self.history: list[dict[str, Any]] = []
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        if calibrator is not None and calibrator.prompts != len(self.prompts):
+            raise ValueError(
+                f"calibrator covers {calibrator.prompts} prompts, the run has {len(self.prompts)}"
+            )
+        self.calibrator = calibrator
+        if calibrator is not None:
+            check_transform(transform, calibrator)
+        elif config.estimator == "midrank":
+            transformed(transform, np.array([0.0, 1.0]))
+        if self.run_dir is not None:
+            self._open_run_dir()
+
+    # ----------------------------------------------------------------- run directory
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "config": dataclasses.asdict(self.config),
+            "transform": self.transform.name,
+            "prompts": _digest(self.prompts),
+        }
+
+    def _open_run_dir(self) -> None:
+        assert self.run_dir is not None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        meta = self.run_dir / "config.json"
+        ident = self._identity()
+        if meta.exists():
+            saved = json.loads(meta.read_text())
+            if saved != json.loads(json.dumps(ident)):
+                raise ValueError(
+                    f"run_dir {str(self.run_dir)!r} holds a run with another configuration "
+                    f"({saved}); use a new run_dir"
+                )
+        else:
+            meta.write_text(json.dumps(ident, indent=1))
+        refs = self.run_dir / "references.json"
+        if self.calibrator is None and refs.exists():
+            self.calibrator = Calibrator(json.loads(refs.read_text()), self.config.estimator)
+        ckpt = self.run_dir / "checkpoint.pt"
+        if ckpt.exists():
+            state = torch.load(ckpt, map_location=self.device, weights_only=False)
+            self.policy.load_state_dict(state["policy"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.generator.set_state(state["generator"].cpu())
+            self.step_count = int(state["step"])
+            self.history = list(state["history"])
+        # keep the log in step with the checkpoint (a crash may have logged more steps)
+        with open(self.run_dir / "log.jsonl", "w") as fh:
+            fh.writelines(json.dumps(h) + "\n" for h in self.history)
+
+    def save(self) -> None:
+        """Write ``checkpoint.pt`` atomically (policy, optimiser, sampler state, history)."""
+        if self.run_dir is None:
+            return
+        state = {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "step": self.step_count,
+            "history": self.history,
+        }
+        tmp = self.run_dir / "checkpoint.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.run_dir / "checkpoint.pt")
+
+    # ------------------------------------------------------------------- calibration
+    def calibrate(self) -> Calibrator:
+        """The calibrator: built on first use from K reference samples per prompt."""
+        if self.calibrator is None:
+            cfg = self.config
+            refs = reference_rewards(
+                self.reference,
+                self.tokenizer,
+                self.prompts,
+                self.reward,
+                cfg.references,
+                max_new_tokens=cfg.max_new_tokens,
+                generator=torch.Generator(self.device).manual_seed(cfg.seed + 1),
+                stop_at_eos=cfg.stop_at_eos,
+                progress=self.progress,
+            )
+            self.calibrator = Calibrator(refs, cfg.estimator)
+            if self.run_dir is not None:
+                (self.run_dir / "references.json").write_text(json.dumps(refs.tolist()))
+        return self.calibrator
+
+    # -------------------------------------------------------------------- training
+    def prompt_indices(self, step: int) -> np.ndarray:
+        """The prompts of step ``step``: a seeded permutation per epoch, so resumable."""
+        n, per = len(self.prompts), self.config.prompts_per_step
+        slots = np.arange(step * per, (step + 1) * per)
+        out = np.empty(per, dtype=np.int64)
+        for epoch in np.unique(slots // n):
+            order = np.random.default_rng([self.config.seed, int(epoch)]).permutation(n)
+            sel = slots // n == epoch
+            out[sel] = order[slots[sel] % n]
+        return out
+
+    def step(self) -> dict[str, Any]:
+        """One CTRL step; returns (and logs) its record."""
+        cfg = self.config
+        calibrator = self.calibrate()
+        start = time.perf_counter()
+        idx = np.repeat(self.prompt_indices(self.step_count), cfg.group_size)
+        texts = [self.prompts[i] for i in idx]
+        roll = sample(
+            self.policy,
+            self.tokenizer,
+            texts,
+            max_new_tokens=cfg.max_new_tokens,
+            generator=self.generator,
+            stop_at_eos=cfg.stop_at_eos,
+        )
+        raw = score(self.reward, texts, roll.completions)
+        cal = calibrator(idx, raw)
+        phi = transformed(self.transform, cal)
+
+        logp = sequence_logprobs(self.policy, roll)
+        with torch.no_grad():
+            logp_ref = sequence_logprobs(self.reference, roll)
+        log_ratio = logp.detach() - logp_ref
+        total = torch.as_tensor(phi, dtype=torch.float32, device=self.device) - cfg.beta * log_ratio
+        group = total.view(-1, cfg.group_size)
+        baseline = (group.sum(1, keepdim=True) - group) / (cfg.group_size - 1)
+        advantage = (group - baseline).view(-1)
+        loss = -(advantage * logp).mean()
+
+        if cfg.schedule == "linear":
+            for group_ in self.optimizer.param_groups:
+                group_["lr"] = cfg.learning_rate * (1.0 - self.step_count / cfg.steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable_params(self.policy), clip)
+        self.optimizer.step()
+        self.step_count += 1
+
+        kl = float(log_ratio.mean())
+        record = {
+            "step": self.step_count,
+            "reward": float(raw.mean()),
+            "calibrated": float(cal.mean()),
+            "transformed": float(phi.mean()),
+            "kl": kl,
+            "objective": float(phi.mean()) - cfg.beta * kl,
+            "loss": float(loss.detach()),
+            "learning_rate": float(self.optimizer.param_groups[0]["lr"]),
+            "grad_norm": float(grad_norm),
+            "completion_tokens": float(roll.completion_mask.sum(1).mean()),
+            "logprob_gap": float((roll.logprobs - logp.detach()).abs().max()),
+            "seconds": time.perf_counter() - start,
+        }
+        self.history.append(record)
+        if self.run_dir is not None:
+            with open(self.run_dir / "log.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        return record
+
+    def train(self) -> list[dict[str, Any]]:
+        """Run (or resume) up to ``config.steps`` steps; returns the whole history."""
+        cfg = self.config
+        self.calibrate()
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step_count,
+            desc=f"CTRL {self.transform.name} beta={cfg.beta:g}",
+            unit="step",
+            disable=not self.progress,
+        )
+        while self.step_count < cfg.steps:
+            rec = self.step()
+            bar.update(1)
+            bar.set_postfix(reward=f"{rec['reward']:.3f}", kl=f"{rec['kl']:.3f}")
+            if cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0:
+                self.save()
+        bar.close()
+        self.save()
+        return self.history
