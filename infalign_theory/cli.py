@@ -253,12 +253,12 @@ def _add_bridge_parser(sub: Any) -> None:
         "directory / .gguf file",
     )
     br.add_argument("--prompts", default=None, help="text file, one prompt per line")
-    br.add_argument("--train-prompts", type=_count(1, 10**7), default=32)
-    br.add_argument("--eval-prompts", type=_count(1, 10**7), default=16)
+    br.add_argument("--train-prompts", type=_count(1, 10**7), default=None, help="default 32")
+    br.add_argument("--eval-prompts", type=_count(1, 10**7), default=None, help="default 16")
     br.add_argument(
         "--reward",
-        default="vader",
-        help="vader (compound sentiment of the completion) or count:WORD",
+        default=None,
+        help="vader (compound sentiment of the completion; default) or count:WORD",
     )
     br.add_argument(
         "--transform", choices=("identity", "log", "exp", "optimal"), default="identity"
@@ -275,19 +275,26 @@ def _add_bridge_parser(sub: Any) -> None:
         "--model toy) has this KL",
     )
     br.add_argument("--steps", type=_count(0, 10**7), default=None, help="default 300 toy, 50")
-    br.add_argument("--prompts-per-step", type=_count(1, 10**6), default=4)
+    br.add_argument("--prompts-per-step", type=_count(1, 10**6), default=None, help="default 4")
     br.add_argument("--group-size", type=_count(2, 10**6), default=None, help="default 64 toy, 4")
-    br.add_argument("--max-new-tokens", type=_count(1, 10**5), default=16)
+    br.add_argument("--max-new-tokens", type=_count(1, 10**5), default=None, help="default 16")
     br.add_argument("--lr", type=_number("positive"), default=None, help="default 1e-2 toy, 1e-5")
-    br.add_argument("--schedule", choices=("constant", "linear"), default="constant")
-    br.add_argument("--references", type=_count(1, 10**6), default=16, help="K per prompt")
-    br.add_argument("--estimator", choices=ESTIMATORS, default="midrank")
-    br.add_argument("--pool", type=_count(1, 10**6), default=16, help="policy samples per prompt")
     br.add_argument(
-        "--base-pool", type=_count(1, 10**6), default=16, help="base samples per prompt"
+        "--schedule", choices=("constant", "linear"), default=None, help="default constant"
     )
-    br.add_argument("--seed", type=_count(0, 2**31 - 1), default=0)
-    br.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    br.add_argument("--references", type=_count(1, 10**6), default=None, help="K (default 16)")
+    br.add_argument("--estimator", choices=ESTIMATORS, default=None, help="default midrank")
+    br.add_argument("--pool", type=_count(1, 10**6), default=None, help="policy samples (16)")
+    br.add_argument(
+        "--base-pool", type=_count(1, 10**6), default=None, help="base samples per prompt (16)"
+    )
+    br.add_argument(
+        "--seed",
+        type=_count(0, 2**31 - 1),
+        default=0,
+        help="seeds prompts and samples (with --model toy also the toy's base model)",
+    )
+    br.add_argument("--device", default=None, help="torch device (default cpu)")
     br.add_argument("--run-dir", default=None, help="checkpoints and logs; resumes")
     br.add_argument("--no-progress", action="store_true", help="no progress bars")
     br.add_argument("--json", action="store_true", help="print JSON")
@@ -529,6 +536,7 @@ def _run_bridge(args: argparse.Namespace) -> int:
     sub = args.command_parser
     try:
         from .bridge import runs
+        from .bridge.ctrl import transformed
         from .bridge.models import load_model
         from .bridge.rewards import VaderSentiment, WordCount
     except ImportError as exc:
@@ -559,6 +567,26 @@ def _run_bridge(args: argparse.Namespace) -> int:
     steps = args.steps if args.steps is not None else (300 if toy else 50)
     group = args.group_size if args.group_size is not None else (64 if toy else 4)
     lr = args.lr if args.lr is not None else (1e-2 if toy else 1e-5)
+    real_only = {
+        "prompts": None, "train_prompts": 32, "eval_prompts": 16, "prompts_per_step": 4,
+        "max_new_tokens": 16, "schedule": "constant", "references": 16,
+        "estimator": "midrank", "pool": 16, "base_pool": 16, "device": "cpu", "run_dir": None,
+        "reward": "vader",
+    }  # fmt: skip
+    for name, default in real_only.items():
+        if toy and getattr(args, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            sub.error(f"argument {flag}: not used with --model toy (exact calibration, CPU)")
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if not toy:
+        if procedure.n > min(args.pool, args.base_pool):
+            sub.error(f"argument --pool: --pool and --base-pool must be >= --n ({procedure.n})")
+        if args.estimator == "midrank":
+            try:
+                transformed(transform, np.array([0.0, 1.0]))
+            except ValueError as exc:
+                _fail(sub, exc, {"transform": "--estimator"})
     if toy:
         out = runs.toy_run(
             transform, beta, procedure, steps=steps, group_size=group, learning_rate=lr,
@@ -589,6 +617,7 @@ def _run_bridge(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as exc:
             _fail(sub, exc, {"train": "--train-prompts", "model": "--model"})
         progress = not args.no_progress
+        folder = re.sub(r"[^\w.=()-]", "_", f"{transform.name}_beta{beta:.6g}")
         calibrator, base = runs.prepare(
             model, tokenizer, train, held_out, reward, references=args.references,
             base_pool=args.base_pool, max_new_tokens=args.max_new_tokens,
@@ -597,7 +626,7 @@ def _run_bridge(args: argparse.Namespace) -> int:
         out = runs.run_ctrl(
             model, tokenizer, train, held_out, reward, transform, config,
             calibrator=calibrator, base_pool=base, pool=args.pool, procedures=[procedure],
-            run_dir=None if args.run_dir is None else f"{args.run_dir}/run", progress=progress,
+            run_dir=None if args.run_dir is None else f"{args.run_dir}/{folder}", progress=progress,
         )  # fmt: skip
         out["predicted"] = runs.predicted(
             base.rewards, transform, beta, procedure, references=args.references,

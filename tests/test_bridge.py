@@ -314,7 +314,7 @@ def test_cli_bridge_on_a_local_model(lm, tmp_path, capsys):
     assert out["evaluation"]["prompts"] == 2 and out["evaluation"]["pool"] == 4
     assert set(out["evaluation"]["win_rates"]) == {"best-of-4"}
     assert 0.0 <= out["predicted"]["win_rate"] <= 1.0
-    assert (tmp_path / "run" / "run" / "evaluation.json").exists()
+    assert len(list((tmp_path / "run").glob("*/evaluation.json"))) == 1
     # a second call reads the finished run back
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["evaluation"] == out["evaluation"]
@@ -327,6 +327,15 @@ def test_cli_bridge_on_a_local_model(lm, tmp_path, capsys):
         (["--transform", "exp", "--kl", "0.5"], "argument --t: required with --transform exp"),
         (["--kl", "0"], "argument --kl: must be > 0"),
         (["--model", "nowhere", "--prompts", "x.txt", "--beta", "1"], "argument --model"),
+        (["--beta", "1", "--pool", "8"], "argument --pool: not used with --model toy"),
+        (
+            ["--model", "x", "--prompts", "x.txt", "--beta", "1", "--n", "8", "--pool", "4"],
+            "argument --pool: --pool and --base-pool must be >= --n (8)",
+        ),
+        (
+            ["--model", "x", "--prompts", "x.txt", "--beta", "1", "--transform", "log"],
+            "argument --estimator: transform 'log' is infinite",
+        ),
     ],
 )
 def test_cli_bridge_errors(argv, message, capsys, tmp_path):
@@ -341,3 +350,81 @@ def test_cli_bridge_errors(argv, message, capsys, tmp_path):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_sampler_refuses_what_would_sample_the_wrong_distribution(lm):
+    model, tok = lm
+    gen = torch.Generator().manual_seed(0)
+    right = word_tokenizer(WORDS, eos=True)
+    right.padding_side = "right"
+    with pytest.raises(ValueError, match="tokenizer must pad on the left"):
+        sample(model, right, ["<s> the"], max_new_tokens=2, generator=gen)
+    with pytest.raises(ValueError, match="tokenizes to no token"):
+        sample(model, tok, ["<s> the", ""], max_new_tokens=2, generator=gen)
+    with pytest.raises(ValueError, match=r"max_new_tokens must be an integer >= 1"):
+        sample(model, tok, ["<s> the"], max_new_tokens=0, generator=gen)
+
+
+def test_trainer_refuses_a_policy_that_is_its_own_reference(lm):
+    model, tok = lm
+    with pytest.raises(ValueError, match="reference must be a separate"):
+        CTRLTrainer(
+            model, tok, ["<s> the"], WordCount("good"), ia.Identity(),
+            CTRLConfig(beta=1.0, steps=1), reference=model, progress=False,
+        )  # fmt: skip
+
+
+def test_an_overflowing_step_is_refused_before_the_update(lm):
+    import copy
+
+    base, tok = lm
+    policy = copy.deepcopy(base)
+    huge = ia.Custom(lambda u: 1e39 * (u + 1.0), label="huge")  # finite in float64, not float32
+    tr = CTRLTrainer(
+        policy, tok, ["<s> the"], WordCount("good"), huge,
+        CTRLConfig(beta=1.0, steps=1, references=3, max_new_tokens=2), progress=False,
+    )  # fmt: skip
+    before = [p.detach().clone() for p in policy.parameters()]
+    with pytest.raises(FloatingPointError, match="nothing was updated"):
+        tr.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters(), strict=True))
+
+
+def test_one_prompt_pools_need_a_sample_to_spare_for_the_jackknife():
+    pol = Pool(np.arange(4.0)[None, :], np.zeros((1, 4)))
+    base = Pool(np.arange(5.0)[None, :])
+    with pytest.raises(ValueError, match="at least 5 samples for the standard error of best-of-4"):
+        evaluate_pools(pol, base, [ia.best_of(4)])
+    ev = evaluate_pools(Pool(np.arange(5.0)[None, :], np.zeros((1, 5))), base, [ia.best_of(4)])
+    assert ev.win_rates["best-of-4"].se >= 0.0
+
+
+def test_shared_samples_and_finished_runs_are_keyed(lm, tmp_path):
+    from infalign_theory.bridge.runs import prepare, run_ctrl
+
+    model, tok = lm
+    reward = WordCount("good")
+    kw = {"references": 3, "base_pool": 5, "max_new_tokens": 3, "work": tmp_path, "progress": False}
+    cal, base = prepare(model, tok, ["<s> the", "<s> good"], ["<s> was"], reward, **kw)
+    again, base2 = prepare(model, tok, ["<s> the", "<s> good"], ["<s> was"], reward, **kw)
+    assert again.digest() == cal.digest()
+    np.testing.assert_array_equal(base.rewards, base2.rewards)
+    with pytest.raises(ValueError, match="prepared for other prompts or sizes"):
+        prepare(model, tok, ["<s> plot", "<s> good"], ["<s> was"], reward, **kw)
+    cfg = CTRLConfig(
+        beta=0.5, steps=1, group_size=2, prompts_per_step=1, max_new_tokens=3, references=3
+    )
+    args = (model, tok, ["<s> the", "<s> good"], ["<s> was"], reward, ia.Identity())
+    rk = {
+        "calibrator": cal,
+        "base_pool": base,
+        "pool": 5,
+        "procedures": [ia.best_of(2)],
+        "progress": False,
+    }
+    first = run_ctrl(*args, cfg, run_dir=tmp_path / "run", **rk)
+    assert run_ctrl(*args, cfg, run_dir=tmp_path / "run", **rk)["evaluation"] == first["evaluation"]
+    with pytest.raises(ValueError, match="holds a run with another configuration"):
+        run_ctrl(
+            *args, CTRLConfig(**{**cfg.__dict__, "beta": 0.25}), run_dir=tmp_path / "run", **rk
+        )

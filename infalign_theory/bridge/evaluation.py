@@ -91,6 +91,12 @@ def sample_pool(
 ) -> Pool:
     """M samples of ``model`` per prompt: their rewards and, given ``reference``, log-ratios."""
     m = integer(m, "m", 1)
+    batch_size = integer(batch_size, "batch_size", 1)
+    if (
+        reference is not None
+        and next(reference.parameters()).device != next(model.parameters()).device
+    ):
+        raise ValueError("reference must be on the same device as model")
     texts = [p for p in prompts for _ in range(m)]
     rewards = np.empty(len(texts))
     ratios = np.empty(len(texts)) if reference is not None else None
@@ -148,8 +154,16 @@ def evaluate_pools(
     if policy.log_ratios is None:
         raise ValueError("the policy pool needs log_ratios (sample it with a reference model)")
     a, b = policy.rewards, base.rewards
-    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
-        raise ValueError("policy and base pools must have shape (P, M) with the same P")
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0] or a.shape[0] == 0:
+        raise ValueError("policy and base pools must have shape (P, M) with the same P >= 1")
+    if a.shape[0] == 1:  # one prompt: the jackknife needs a pool to spare
+        for proc in (sampling(), *procedures):
+            if min(a.shape[1], b.shape[1]) < proc.n + 1 or a.shape[1] < 2:
+                raise ValueError(
+                    f"with one prompt, each pool must hold at least {max(proc.n + 1, 2)} "
+                    f"samples for the standard error of {proc.name}; got {a.shape[1]} and "
+                    f"{b.shape[1]}"
+                )
     ratios = policy.log_ratios
     kl = _average(ratios.mean(1), lambda: float(ratios[0].std(ddof=1) / np.sqrt(ratios.shape[1])))
 

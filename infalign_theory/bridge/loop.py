@@ -133,6 +133,50 @@ def _digest(texts: Sequence[str]) -> str:
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file: never a truncated file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_identity(
+    config: CTRLConfig,
+    transform: Transform,
+    prompts: Sequence[str],
+    calibrator: Calibrator | None,
+    device: torch.device,
+) -> dict[str, Any]:
+    """What a run directory's ``config.json`` records, and a resumed run must match."""
+    return json.loads(
+        json.dumps(
+            {
+                "config": dataclasses.asdict(config),
+                "transform": transform.name,
+                "prompts": _digest(prompts),
+                "calibration": "references sampled by the run"
+                if calibrator is None
+                else calibrator.digest(),
+                "device": device.type,
+            }
+        )
+    )
+
+
+def check_run_dir(folder: Path, identity: dict[str, Any]) -> None:
+    """Record ``identity`` in ``folder/config.json``, or refuse a folder holding another run."""
+    meta = folder / "config.json"
+    if meta.exists():
+        saved = json.loads(meta.read_text())
+        if saved != identity:
+            raise ValueError(
+                f"run_dir {str(folder)!r} holds a run with another configuration ({saved}, "
+                f"not {identity}); use a new run_dir"
+            )
+    else:
+        write_atomic(meta, json.dumps(identity, indent=1))
+
+
 class CTRLTrainer:
     """Train ``model`` in place with InfAlign-CTRL toward the tilt of its initial self.
 
@@ -188,6 +232,13 @@ class CTRLTrainer:
         self.device = next(model.parameters()).device
         if reference is None:
             reference = copy.deepcopy(model).requires_grad_(False)
+        if reference is model:
+            raise ValueError("reference must be a separate (frozen) model, not the policy itself")
+        if next(reference.parameters()).device != self.device:
+            raise ValueError(
+                f"reference must be on the policy's device {self.device}, "
+                f"not {next(reference.parameters()).device}"
+            )
         self.reference = reference.eval()  # only ever run under no_grad
         trainable = trainable_params(self.policy)
         if not trainable:
@@ -202,6 +253,7 @@ class CTRLTrainer:
                 f"calibrator covers {calibrator.prompts} prompts, the run has {len(self.prompts)}"
             )
         self.calibrator = calibrator
+        self._given_calibrator = calibrator
         if calibrator is not None:
             check_transform(transform, calibrator)
         elif config.estimator == "midrank":
@@ -210,27 +262,16 @@ class CTRLTrainer:
             self._open_run_dir()
 
     # ----------------------------------------------------------------- run directory
-    def _identity(self) -> dict[str, Any]:
-        return {
-            "config": dataclasses.asdict(self.config),
-            "transform": self.transform.name,
-            "prompts": _digest(self.prompts),
-        }
+    def identity(self) -> dict[str, Any]:
+        """The :func:`run_identity` of this run."""
+        return run_identity(
+            self.config, self.transform, self.prompts, self._given_calibrator, self.device
+        )
 
     def _open_run_dir(self) -> None:
         assert self.run_dir is not None
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        meta = self.run_dir / "config.json"
-        ident = self._identity()
-        if meta.exists():
-            saved = json.loads(meta.read_text())
-            if saved != json.loads(json.dumps(ident)):
-                raise ValueError(
-                    f"run_dir {str(self.run_dir)!r} holds a run with another configuration "
-                    f"({saved}); use a new run_dir"
-                )
-        else:
-            meta.write_text(json.dumps(ident, indent=1))
+        check_run_dir(self.run_dir, self.identity())
         refs = self.run_dir / "references.json"
         if self.calibrator is None and refs.exists():
             self.calibrator = Calibrator(json.loads(refs.read_text()), self.config.estimator)
@@ -243,8 +284,10 @@ class CTRLTrainer:
             self.step_count = int(state["step"])
             self.history = list(state["history"])
         # keep the log in step with the checkpoint (a crash may have logged more steps)
-        with open(self.run_dir / "log.jsonl", "w") as fh:
-            fh.writelines(json.dumps(h) + "\n" for h in self.history)
+        write_atomic(
+            self.run_dir / "log.jsonl",
+            "".join(json.dumps(h, allow_nan=False) + "\n" for h in self.history),
+        )
 
     def save(self) -> None:
         """Write ``checkpoint.pt`` atomically (policy, optimiser, sampler state, history)."""
@@ -279,7 +322,7 @@ class CTRLTrainer:
             )
             self.calibrator = Calibrator(refs, cfg.estimator)
             if self.run_dir is not None:
-                (self.run_dir / "references.json").write_text(json.dumps(refs.tolist()))
+                write_atomic(self.run_dir / "references.json", json.dumps(refs.tolist()))
         return self.calibrator
 
     # -------------------------------------------------------------------- training
@@ -322,6 +365,11 @@ class CTRLTrainer:
         baseline = (group.sum(1, keepdim=True) - group) / (cfg.group_size - 1)
         advantage = (group - baseline).view(-1)
         loss = -(advantage * logp).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"step {self.step_count + 1}: the loss is {float(loss.detach())} (a "
+                "log-probability or reward overflowed); nothing was updated"
+            )
 
         if cfg.schedule == "linear":
             for group_ in self.optimizer.param_groups:
@@ -330,6 +378,12 @@ class CTRLTrainer:
         loss.backward()
         clip = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable_params(self.policy), clip)
+        if not torch.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(
+                f"step {self.step_count + 1}: the gradient norm is {float(grad_norm)}; "
+                "nothing was updated (lower learning_rate or set max_grad_norm)"
+            )
         self.optimizer.step()
         self.step_count += 1
 
@@ -351,7 +405,7 @@ class CTRLTrainer:
         self.history.append(record)
         if self.run_dir is not None:
             with open(self.run_dir / "log.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+                fh.write(json.dumps(record, allow_nan=False) + "\n")
         return record
 
     def train(self) -> list[dict[str, Any]]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from .._validate import integer
+
 
 @dataclass
 class Rollout:
@@ -62,7 +64,20 @@ def encode_prompts(
     tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded prompt ids and attention mask, tokenized as the tokenizer does it."""
+    if tokenizer.padding_side != "left" or tokenizer.pad_token_id is None:
+        raise ValueError(
+            "tokenizer must pad on the left and have a pad token (generation continues from "
+            "the last position); call infalign_theory.bridge.models.prepare_tokenizer on it"
+        )
+    if not prompts:
+        raise ValueError("prompts must hold at least one prompt")
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True)
+    empty = enc["attention_mask"].sum(1) == 0
+    if bool(empty.any()):
+        raise ValueError(
+            f"prompt {list(prompts)[int(empty.nonzero()[0])]!r} tokenizes to no token; every "
+            "prompt needs at least one"
+        )
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
@@ -77,6 +92,7 @@ def sample(
     stop_at_eos: bool = True,
 ) -> Rollout:
     """Sample one completion per prompt at temperature 1 (repeat a prompt for a group)."""
+    max_new_tokens = integer(max_new_tokens, "max_new_tokens", 1)
     device = next(model.parameters()).device
     ids, mask = encode_prompts(tokenizer, prompts, device)
     eos = tokenizer.eos_token_id if stop_at_eos else None

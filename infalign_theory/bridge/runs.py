@@ -26,7 +26,7 @@ from ..prompts import align_prompts
 from ..transforms import SampleCalibrated, Transform
 from .ctrl import Calibrator, reference_rewards
 from .evaluation import Pool, evaluate_pools, sample_pool
-from .loop import CTRLConfig, CTRLTrainer
+from .loop import CTRLConfig, CTRLTrainer, _digest, check_run_dir, run_identity, write_atomic
 from .rewards import Reward
 from .toy import make_toy
 
@@ -68,6 +68,7 @@ def prepare(
     base_pool: int,
     max_new_tokens: int,
     estimator: str = "midrank",
+    stop_at_eos: bool = True,
     seed: int = 0,
     batch_size: int = 64,
     work: str | Path | None = None,
@@ -76,36 +77,56 @@ def prepare(
     """What every run on these prompts shares, sampled once from the base (cached in ``work``).
 
     Returns the calibrator (K = ``references`` rewards per training prompt) and the base pool
-    (``base_pool`` samples per held-out prompt).
+    (``base_pool`` samples per held-out prompt). The cache in ``work`` (``references.json``,
+    ``base_pool.json``) is keyed by ``shared.json``: the prompts, sizes, seed, model and
+    reward; a folder prepared for anything else is refused.
     """
     device = next(model.parameters()).device
     folder = Path(work) if work is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
+        key = {
+            "train_prompts": _digest(train_prompts),
+            "eval_prompts": _digest(eval_prompts),
+            "references": references,
+            "base_pool": base_pool,
+            "max_new_tokens": max_new_tokens,
+            "stop_at_eos": stop_at_eos,
+            "seed": seed,
+            "model": getattr(model.config, "_name_or_path", "") or type(model).__name__,
+            "reward": type(reward).__name__,
+        }
+        meta = folder / "shared.json"
+        if meta.exists() and json.loads(meta.read_text()) != key:
+            raise ValueError(
+                f"work folder {str(folder)!r} was prepared for other prompts or sizes "
+                f"({json.loads(meta.read_text())}, not {key}); use a new folder"
+            )
+        write_atomic(meta, json.dumps(key, indent=1))
     cache = folder / "references.json" if folder is not None else None
     if cache is not None and cache.exists():
         refs = np.array(json.loads(cache.read_text()))
     else:
         refs = reference_rewards(
             model, tokenizer, train_prompts, reward, references,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=max_new_tokens, stop_at_eos=stop_at_eos,
             generator=torch.Generator(device).manual_seed(seed + 10),
             batch_size=batch_size, progress=progress,
         )  # fmt: skip
         if cache is not None:
-            cache.write_text(json.dumps(refs.tolist()))
+            write_atomic(cache, json.dumps(refs.tolist()))
     cache = folder / "base_pool.json" if folder is not None else None
     if cache is not None and cache.exists():
         base = Pool(np.array(json.loads(cache.read_text())))
     else:
         base = sample_pool(
             model, tokenizer, eval_prompts, reward, base_pool,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=max_new_tokens, stop_at_eos=stop_at_eos,
             generator=torch.Generator(device).manual_seed(seed + 20),
             batch_size=batch_size, progress=progress, desc="base samples",
         )  # fmt: skip
         if cache is not None:
-            cache.write_text(json.dumps(base.rewards.tolist()))
+            write_atomic(cache, json.dumps(base.rewards.tolist()))
     return Calibrator(refs, estimator), base
 
 
@@ -204,7 +225,9 @@ def run_ctrl(
     """
     folder = Path(run_dir) if run_dir is not None else None
     saved = folder / "evaluation.json" if folder is not None else None
-    if saved is not None and saved.exists():  # finished before: read it back
+    if folder is not None and saved is not None and saved.exists():  # finished: read it back
+        device = next(base.parameters()).device
+        check_run_dir(folder, run_identity(config, transform, train_prompts, calibrator, device))
         evaluation = json.loads(saved.read_text())
         history = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]  # type: ignore[operator]
     else:
@@ -239,7 +262,7 @@ def run_ctrl(
         )
         evaluation = evaluate_pools(policy_pool, base_pool, procedures).to_dict()
         if saved is not None:
-            saved.write_text(json.dumps(evaluation, indent=1))
+            write_atomic(saved, json.dumps(evaluation, indent=1))
             if not keep_checkpoint:
                 (folder / "checkpoint.pt").unlink(missing_ok=True)  # type: ignore[operator]
         del policy, trainer
