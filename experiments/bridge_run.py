@@ -198,7 +198,7 @@ def compute(preset: Preset, work: Path, progress: bool = True) -> dict:
             "continuous_win_rate": w_star,
         },  # fmt: skip
         "prompts": {"train": len(train), "held_out": len(held_out), "file": PROMPTS.name},
-        "base_reward_ties": float(np.mean([1 - len(np.unique(r)) / r.size for r in base.rewards])),
+        "base_rewards_zero": float(np.mean(base.rewards == 0.0)),
         "analytic": curves,
         "runs": runs,
         "seconds": {
