@@ -23,15 +23,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .._validate import choice, finite_array, integer
 from ..calibration import ESTIMATORS, calibrate, calibrate_empirical
 from ..laws import ContinuousLaw, DiscreteLaw, RewardLaw
 from ..transforms import Transform
+from .evaluation import sample_pool
 from .rewards import Reward, score
-from .rollout import sample
 
 
 class Calibrator:
@@ -140,24 +139,12 @@ def reference_rewards(
 ) -> np.ndarray:
     """Rewards of K base samples for each prompt, shape (P, K): sampled and scored once."""
     k = integer(k, "k", 1)
-    batch_size = integer(batch_size, "batch_size", 1)
-    texts = [p for p in prompts for _ in range(k)]
-    out = np.empty(len(texts))
-    bar = tqdm(total=len(texts), desc="reference samples", unit="sample", disable=not progress)
-    for start in range(0, len(texts), batch_size):
-        chunk = texts[start : start + batch_size]
-        roll = sample(
-            model,
-            tokenizer,
-            chunk,
-            max_new_tokens=max_new_tokens,
-            generator=generator,
-            stop_at_eos=stop_at_eos,
-        )
-        out[start : start + len(chunk)] = score(reward, chunk, roll.completions)
-        bar.update(len(chunk))
-    bar.close()
-    return out.reshape(len(prompts), k)
+    pool = sample_pool(
+        model, tokenizer, prompts, reward, k, max_new_tokens=max_new_tokens,
+        generator=generator, batch_size=batch_size, stop_at_eos=stop_at_eos,
+        progress=progress, desc="reference samples",
+    )  # fmt: skip
+    return pool.rewards
 
 
 def trl_reward(
