@@ -53,7 +53,7 @@ def level_midpoints(law: DiscreteLaw) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------
-# Calibration from K base samples (the C of InfAlign-CTRL), DESIGN §6.
+# Calibration from K base samples (the C of InfAlign-CTRL).
 # --------------------------------------------------------------------------------------
 #: The estimators of C from K reference rewards. With S = 2 #{r_k < r} + #{r_k = r}:
 #: "midrank" is S / 2K (unbiased, in [0, 1]); "smoothed" is (S/2 + 1/2) / (K + 1), in (0, 1),

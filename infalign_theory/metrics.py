@@ -11,7 +11,7 @@ where :math:`W(Y \succ Z) = P(r(Y) > r(Z)) + \tfrac12 P(r(Y) = r(Z))`. By defaul
 sides are decoded with the procedure T; ``against="sample"`` compares T(pi) with one base
 sample instead.
 
-In calibrated space (DESIGN §3), with G the policy's CDF and g the procedure's CDF map:
+In calibrated space (README, Conventions), with G the policy's CDF and g the procedure's CDF map:
 
 * continuous: :math:`\mathrm{KL} = \int_0^1 \varphi(\log f)\,du` with
   :math:`\varphi(r) = 1 + (r-1)e^r \ge 0`, :math:`W = \int_0^1 u f(u)\,du`,
@@ -57,7 +57,7 @@ def _check_policy(policy: object) -> None:
 
 
 def kl(policy: Policy) -> float:
-    """KL(pi || pi_ref) in nats (exact in calibrated space for tilts, DESIGN §3)."""
+    """KL(pi || pi_ref) in nats (exact in calibrated space for tilts)."""
     _check_policy(policy)
     if isinstance(policy, DiscretePolicy):
         return float(K.discrete_kl(policy.law.probs, policy.log_ratio))

@@ -6,7 +6,7 @@ Definition 1 with the transformed reward):
 .. math:: \pi_{\Phi,\beta}(y) \propto \pi_{\rm ref}(y)\, \exp\big(\Phi(C(y))/\beta\big).
 
 It depends on y only through the calibrated reward C(y), so it is fully described by the law
-of C under it (DESIGN §3):
+of C under it:
 
 * on a :class:`~infalign_theory.laws.DiscreteLaw`, by masses p_j on the levels, spread like
   the base inside each level -- a :class:`DiscretePolicy`;

@@ -4,7 +4,7 @@ KL-regularised RL with a transform tilts the base by :math:`\exp(\Phi(C(y))/\bet
 constant to Phi, or scaling Phi and beta together, leaves the policy unchanged, so transforms
 are compared at equal KL, never at equal beta.
 
-The families (DESIGN §4):
+The families:
 
 * :class:`Identity`, :math:`\Phi(u) = u` -- calibrated RLHF, optimal for the standard win rate;
 * :class:`Log`, :math:`\Phi(u) = \log u` -- with :math:`\beta = 1/(N-1)` the tilt *is* the
@@ -307,7 +307,7 @@ class SampleCalibrated(Transform):
     InfAlign-CTRL calibrates a response's reward against K reference rewards of its prompt
     (:func:`~infalign_theory.calibration.calibrate_empirical`), so the reward optimised is
     Phi(C^), not Phi(C), and maximising E_pi[Phi(C^)] - beta KL tilts by its conditional
-    mean (DESIGN §6). Without ties K C^ = J ~ Binomial(K, u) for the mid-rank estimator, so
+    mean. Without ties K C^ = J ~ Binomial(K, u) for the mid-rank estimator, so
 
     .. math:: \Phi_K(u) = \sum_{j=0}^K inom Kj u^j (1-u)^{K-j}\, \Phi(c_j),
 

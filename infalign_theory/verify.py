@@ -101,7 +101,7 @@ def _objective(law: DiscreteLaw, p: np.ndarray, procedure: OrderStatistic, beta:
 
 
 def first_variation(law: DiscreteLaw, p: np.ndarray, procedure: OrderStatistic) -> np.ndarray:
-    r"""R_i = dW_T/dp_i on the levels (DESIGN §5, discrete case).
+    r"""R_i = dW_T/dp_i on the levels (discrete case).
 
     With level CDFs A_j = g(P_j), B_j = g(F_j) and
     :math:`W_T = \sum_j (A_j - A_{j-1})(B_j + B_{j-1})/2`,
@@ -575,11 +575,11 @@ STATEMENTS: dict[str, tuple[str, str]] = {
     ),
     "data_processing_kl": (
         "calibrated-space KL <= true KL, with equality iff pi/pi_ref is constant per level",
-        "data-processing inequality; DESIGN §3",
+        "data-processing inequality for KL (log-sum inequality)",
     ),
     "win_rate_concave_bon_convex_won": (
         "W_T is concave in the policy for Best-of-N and convex for Worst-of-N",
-        "DESIGN §5",
+        "W_T = 1 - int g(G) dg_ref with g convex (BoN), concave (WoN)",
     ),
 }
 
