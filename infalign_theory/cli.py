@@ -399,7 +399,7 @@ def _policy_setup(args: argparse.Namespace) -> tuple[Any, ...]:
     return sub, procedure, law, transform, context
 
 
-_FLAGS = {"kl": "--kl", "beta": "--beta", "the": "--beta"}
+_FLAGS = {"kl": "--kl", "beta": "--beta", "the": "--beta", "n": "--n"}
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -415,7 +415,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                 "kl": sol.kl,
                 "win_rate": sol.win_rate,
                 "standard_win_rate": sol.standard_win_rate,
+                "saturated": sol.saturated,
             }
+            if sol.saturated:
+                print(
+                    f"infalign: note: W_T is within 1e-10 of 1 at KL {sol.kl:.6g} < --kl "
+                    f"{args.kl:g}; more KL cannot raise it measurably (saturated)",
+                    file=sys.stderr,
+                )
         else:
             beta = args.beta if args.beta is not None else beta_for_kl(transform, args.kl, law=law)
             out = evaluate(tilt(transform, beta, law), procedure, against=args.against).to_dict()
@@ -487,7 +494,15 @@ def _run_curve(args: argparse.Namespace) -> int:
             curve = tradeoff_curve(transform, procedure, law=law, kls=kls, against=args.against)
     except ValueError as exc:
         _fail(
-            sub, exc, {"kl": grid_flag, "kl_grid": grid_flag, "beta": "--betas", "the": "--betas"}
+            sub,
+            exc,
+            {
+                "kl": grid_flag,
+                "kl_grid": grid_flag,
+                "beta": "--betas",
+                "the": "--betas",
+                "n": "--n",
+            },
         )
     data = curve.to_dict()
     if args.json:
@@ -657,7 +672,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``infalign`` command."""
     raw = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(_join_signed_values(raw))
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except RuntimeError as exc:  # valid arguments, but a solver did not converge
+        print(f"infalign: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ r"""The InfAlign optimum, computed: the policy maximising W_T - beta KL, and its
 InfAlign (Balashankar, Sun, et al., arXiv 2412.19792), Lemma 1 and Theorem 1: for a CDF-map
 procedure T the maximiser of :math:`W_T(\pi) - \beta\,\mathrm{KL}(\pi\|\pi_{\rm ref})` is
 KL-regularised RL with a transformed reward, :math:`\pi \propto \pi_{\rm ref}\,e^{R/\beta}`,
-where R is the first variation of W_T at the optimum itself (DESIGN §5):
+where R is the first variation of W_T at the optimum itself:
 
 .. math:: R(v) = \int_0^v g'(G(u))\, g_{\rm ref}'(u)\, du \quad \text{(continuous)}, \qquad
           R_i = \sum_{j \ge i} g'(P_j)\,\frac{B_{j-1} - B_{j+1}}{2} \quad \text{(levels)},
@@ -68,6 +68,11 @@ TOL = 1e-11
 #: continuation stops there and reports the solution as ``saturated``.
 SATURATION = 1e-10
 _MAX_NEWTON = 60
+#: The largest N the solver accepts. It is exercised for every procedure (Best-of-N,
+#: Worst-of-N, k-th of N), both comparisons and KL from 0.01 to 5 up to here; beyond it the
+#: continuation from the base can fail (for Worst-of-N already at N = 192), so larger N is
+#: refused rather than attempted.
+MAX_N = 128
 
 
 # --------------------------------------------------------------------------------------
@@ -419,6 +424,7 @@ def _merit(F: np.ndarray, gap: float) -> float:
     return scale * math.sqrt(float(np.mean(f * f)) + (gap / scale) ** 2)
 
 
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")  # checked: isfinite
 def _tangent(model: Any, y: np.ndarray, log_beta: float, by_kl: bool) -> tuple[np.ndarray, float]:
     """Derivative of the solution along the continuation parameter (KL, or log beta)."""
     st = model.tilt_map(y, math.exp(log_beta))
@@ -432,6 +438,7 @@ def _tangent(model: Any, y: np.ndarray, log_beta: float, by_kl: bool) -> tuple[n
     return sol[:, 1] * dx, dx
 
 
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")  # checked: isfinite
 def _newton(
     model: Any, y: np.ndarray, log_beta: float, target: float | None
 ) -> tuple[np.ndarray, float, int, float, bool]:
@@ -643,7 +650,7 @@ def _continue(
             current = nxt
             if current == goal:
                 return True
-            if by_kl and 1.0 - track.numbers[2] < SATURATION:  # type: ignore[index]
+            if by_kl and goal > start and 1.0 - track.numbers[2] < SATURATION:  # type: ignore[index]
                 track.saturated = True  # more KL cannot raise W_T measurably
                 return True
             step *= 1.5
@@ -715,6 +722,17 @@ def _solve(
         if ok:
             tracks.append(track)
     return tracks
+
+
+def _check_procedure(procedure: Any) -> OrderStatistic:
+    if not isinstance(procedure, OrderStatistic):
+        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    if procedure.n > MAX_N:
+        raise ValueError(
+            f"n must be in [1, {MAX_N}] for the optimal transform (the range the solver is "
+            f"tested on), got {procedure.n}"
+        )
+    return procedure
 
 
 def _transform_of(track: _Track, name: str) -> Transform:
@@ -801,8 +819,7 @@ def solve_optimal(
     -------
     OptimalTransform
     """
-    if not isinstance(procedure, OrderStatistic):
-        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    _check_procedure(procedure)
     choice(against, "against", AGAINST)
     if (beta is None) == (kl is None):
         raise ValueError("give exactly one of beta and kl")
@@ -837,12 +854,12 @@ def pareto_frontier(
     where W_T is not concave (anything but Best-of-N) it is also continued down from the
     largest budget, starting from several transforms, and the best value at each budget is
     kept. Returns a :class:`~infalign_theory.curves.TradeoffCurve` (transform "optimal");
-    a budget of 0 is the base policy. Past saturation (W_T within 1e-10 of 1) the curve
-    holds the saturated solution's numbers at each larger budget: within 1e-10 of the
-    frontier there.
+    a budget of 0 is the base policy. Each row is a real policy: its beta, KL and win rates.
+    Past saturation (W_T within 1e-10 of 1) a larger budget cannot raise W_T measurably, so
+    the row of such a budget is the saturated solution itself, whose KL is *below* the
+    budget and whose W_T is within 1e-10 of the frontier's value there.
     """
-    if not isinstance(procedure, OrderStatistic):
-        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    _check_procedure(procedure)
     choice(against, "against", AGAINST)
     grid = np.atleast_1d(np.asarray(kl_grid, dtype=np.float64))
     if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0.0):
@@ -869,15 +886,17 @@ def pareto_frontier(
         if not tracks:
             continue
         tr = max(tracks, key=lambda t: t.numbers[2])  # type: ignore[index]
-        current = float(grid[order[0]])
         for i in order:
-            if not tr.saturated:
-                if not _continue(tr, float(grid[i]), current, True, key):
+            budget = float(grid[i])
+            # A saturated solution serves every budget above its own KL (to within 1e-10);
+            # below it the track must be continued down to the budget.
+            if not (tr.saturated and budget >= tr.numbers[0]):  # type: ignore[index]
+                tr.saturated = False
+                if not _continue(tr, budget, tr.numbers[0], True, key):  # type: ignore[index]
                     break
-                current = float(grid[i])
             value, w_std, w = tr.numbers  # type: ignore[misc]
-            if w > best[2, i]:  # saturated: the budget's value is within 1e-10 of this
-                best[:, i] = math.exp(tr.log_beta), float(grid[i]), w, w_std
+            if w > best[2, i]:
+                best[:, i] = math.exp(tr.log_beta), value, w, w_std
     for i in np.flatnonzero(grid == 0.0):
         from .policy import base_policy
 

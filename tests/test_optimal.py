@@ -175,9 +175,26 @@ def test_result_fields_and_transform():
     } <= set(d)
 
 
+def test_a_saturating_budget_does_not_leak_into_smaller_ones():
+    # Worst-of-4 saturates (W_T within 1e-10 of 1) near KL 5.8. Found by an adversarial
+    # review: the sweep down from KL 30 once wrote that saturated policy into the KL 1 row.
+    alone = solve_optimal(ia.worst_of(4), kl=1.0)
+    front = pareto_frontier(ia.worst_of(4), [1.0, 30.0])
+    assert front.kl[0] == pytest.approx(1.0, abs=1e-10)
+    assert front.win_rate[0] == pytest.approx(alone.win_rate, abs=1e-9)
+    assert front.beta[0] == pytest.approx(alone.beta, rel=1e-6)
+    # Every row is a real policy: the saturated one has its own KL, below the budget.
+    assert 1.0 < front.kl[1] < 30.0 and 1 - front.win_rate[1] < 1e-10
+    # Where the continuation stops depends on its steps; the win rate does not (to 1e-10).
+    sat = solve_optimal(ia.worst_of(4), kl=30.0)
+    assert sat.saturated and front.win_rate[1] == pytest.approx(sat.win_rate, abs=1e-10)
+
+
 @pytest.mark.parametrize(
     "build, message",
     [
+        (lambda: solve_optimal(ia.best_of(129), kl=1.0), r"n must be in \[1, 128\]"),
+        (lambda: pareto_frontier(ia.worst_of(1024), [1.0]), r"n must be in \[1, 128\]"),
         (lambda: solve_optimal(ia.best_of(4)), "exactly one of beta and kl"),
         (lambda: solve_optimal(ia.best_of(4), beta=1.0, kl=1.0), "exactly one of beta and kl"),
         (lambda: solve_optimal(ia.best_of(4), kl=-1.0), "kl must be a finite number > 0"),
