@@ -31,7 +31,6 @@ PROC = ia.best_of(4)
 
 @pytest.fixture(scope="module")
 def toy():
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
     return make_toy(init_scale=0.1, seed=0)
 
 

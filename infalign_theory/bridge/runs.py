@@ -148,6 +148,30 @@ def toy_run(
     inference-time win rates and KL(pi || pi*), by enumeration, and the core's values for
     the optimum pi* at ``beta``.
     """
+    # The toy's matrices are a few dozen wide: one thread is fastest, and several threads
+    # stall when the machine is busy (a measured 20 s run took 8 minutes with two threads on
+    # two loaded cores). The caller's setting is restored afterwards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _toy_run(
+            transform, beta, procedure, steps, group_size, learning_rate, seed, toy_seed, progress
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _toy_run(
+    transform: Transform,
+    beta: float,
+    procedure: OrderStatistic,
+    steps: int,
+    group_size: int,
+    learning_rate: float,
+    seed: int,
+    toy_seed: int,
+    progress: bool,
+) -> dict[str, Any]:
     toy = make_toy(init_scale=0.1, seed=toy_seed)
     law = toy.law()
     target = toy.target(transform, beta)
