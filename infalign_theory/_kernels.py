@@ -448,13 +448,15 @@ def _splittable(a, b):
 
 @jit
 def tilt_pass(
-    side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, f, mass_out, flags, stats
-):
+    side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r_out, f, mass_out, flags, stats,
+    ulps,
+):  # fmt: skip
     """One pass over the mesh for the tilt f(u) ∝ exp(Phi(u) / beta).
 
     ``phi[p, i]`` holds Phi at node i of panel p minus the side's offset (``off_l`` on side
-    0, ``off_r`` on side 1).  Writes the log-density r = log f and the density f at the
-    nodes, each panel's mass, the panels that need splitting, and the statistics (``ST_*``).
+    0, ``off_r`` on side 1), with a relative error of about ``ulps`` units of rounding.
+    Writes the log-density r = log f and the density f at the nodes, each panel's mass, the
+    panels that need splitting, and the statistics (``ST_*``).
     """
     P, n = phi.shape
     inv_beta = 1.0 / beta
@@ -563,7 +565,7 @@ def tilt_pass(
         rel_err = 0.0  # relative rounding of f where f matters on this panel
         for i in range(n):
             r = r_out[p, i]
-            err_r = 4.0 * EPS * (1.0 + abs(phi[p, i] * inv_beta) + abs(cs))
+            err_r = ulps * EPS * (1.0 + abs(phi[p, i] * inv_beta) + abs(cs))
             if r > top - 40.0 and err_r > rel_err:
                 rel_err = err_r
             noise_f = max(noise_f, f[p, i] * err_r)
@@ -762,6 +764,7 @@ def refine_round(
     stats,
     win,
     tilt_done,
+    ulps,
 ):
     """One refinement round: the tilt pass, then the win-rate pass.
 
@@ -773,7 +776,10 @@ def refine_round(
     if tilt_done:
         flags[:] = False
     else:
-        tilt_pass(side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r, f, mass, flags, stats)
+        tilt_pass(
+            side, a, b, phi, off_l, off_r, beta, rtol, xi, wi, tail, r, f, mass, flags, stats,
+            ulps,
+        )  # fmt: skip
     if not np.any(flags):
         if stats[ST_FLOOR] > max_floor:
             return IMPRECISE
@@ -924,6 +930,7 @@ def resolve_builtin(
             stats,
             win,
             tilt_done,
+            4.0,  # built-in transforms are evaluated to a few ulps
         )
         tilt_done = False
         if status != SPLIT:

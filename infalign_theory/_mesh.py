@@ -51,6 +51,10 @@ MAX_FLOOR = 1e-8
 X_FLOOR = 2.0**-1000
 MAX_ROUNDS = 400
 MAX_PANELS = 100_000
+#: The same cap for transforms evaluated in Python (user callables, quantiles, finite-K
+#: calibration), whose rounding the engine can only estimate: a tilt that needs more is one
+#: that chases that rounding, and is refused in seconds instead of after minutes.
+MAX_PANELS_PYTHON = 1_500
 #: Ends of the initial panels of each side (x = u on side 0, x = 1 - u on side 1).
 _BREAKS = np.array([0.0, 2.0**-10, 2.0**-6, 2.0**-4, 2.0**-3, 0.1875, 2.0**-2, 0.375, 2.0**-1])
 
@@ -96,7 +100,13 @@ def _initial(transform: Transform) -> Mesh:
     side = np.repeat(np.array([0, 1], dtype=np.int8), a_side.size)
     a = np.concatenate([a_side, a_side])
     b = np.concatenate([b_side, b_side])
-    return Mesh(side, a, b, _evaluate(transform, side, a, b))
+    phi = _evaluate(transform, side, a, b)
+    if np.all(phi == -np.inf):
+        raise ValueError(
+            f"transform {transform.name} is -inf at every node of (0, 1): its tilt gives "
+            "no response any weight"
+        )
+    return Mesh(side, a, b, phi)
 
 
 def initial_mesh(transform: Transform) -> Mesh:
@@ -127,6 +137,7 @@ _NO_STATS = np.zeros(K.N_STATS)
 
 def _raise(status: int, win: np.ndarray, beta: float, transform: Transform) -> None:
     name = transform.name
+    limit = MAX_PANELS if isinstance(transform, _Builtin) else MAX_PANELS_PYTHON
     if status == K.AT_FLOOR:
         end = "u = 1" if win[2] == 1 else "u = 0"
         raise ValueError(
@@ -142,7 +153,7 @@ def _raise(status: int, win: np.ndarray, beta: float, transform: Transform) -> N
         )
     if status == K.TOO_BIG:
         raise ValueError(
-            f"the tilt by {name} at beta = {beta:g} needs more than {MAX_PANELS} quadrature "
+            f"the tilt by {name} at beta = {beta:g} needs more than {limit} quadrature "
             "panels: the transform is too irregular to integrate to double precision"
         )
     raise RuntimeError(f"the tilt by {name} at beta = {beta:g} did not resolve")
@@ -190,8 +201,8 @@ def resolve(
             flags = np.zeros(P, dtype=np.bool_)
             status = K.refine_round(
                 mesh.side, mesh.a, mesh.b, mesh.phi, off_l, off_r, beta, k, n, kr, nr, RTOL,
-                ATOL_WIN, MAX_FLOOR, X_FLOOR, MAX_PANELS, *consts, r, f, mass, flags, stats,
-                win, done,
+                ATOL_WIN, MAX_FLOOR, X_FLOOR, MAX_PANELS_PYTHON, *consts, r, f, mass, flags,
+                stats, win, done, transform.rounding_ulps,
             )  # fmt: skip
             done = False
             if status != K.SPLIT:

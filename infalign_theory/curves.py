@@ -34,6 +34,8 @@ from .transforms import Exponential, Transform
 #: Relative accuracy of the KL reached by :func:`beta_for_kl`.
 KL_RTOL = 1e-12
 _MAX_ITER = 300
+#: Tilts refused while bracketing the edge of double precision before giving up there.
+_MAX_FAILURES = 6
 _MAX_STEP = 4.0  # largest Newton step in log(beta) before a bracket exists
 
 
@@ -83,10 +85,26 @@ def beta_for_kl(transform: Transform, kl: float, *, law: RewardLaw | None = None
     ValueError
         When ``kl`` is not positive, or is out of reach (the message gives the limit).
     """
-    return _solve_beta(transform, positive_finite(kl, "kl"), law, 0.0)
+    return _solve_beta(transform, positive_finite(kl, "kl"), law, None)
 
 
-def _solve_beta(transform: Transform, target: float, law: RewardLaw | None, x: float) -> float:
+def _log_scale(transform: Transform, law: RewardLaw | None) -> float:
+    """Log of Phi's spread on the levels (or on a grid of u): where the search for beta starts.
+
+    Phi/beta is what the tilt sees, so beta of the order of Phi's spread gives a KL of order
+    one; a raw reward on a scale of 1e-200 starts near beta = 1e-200, not at 1.
+    """
+    u = level_midpoints(law)[0] if isinstance(law, DiscreteLaw) else np.linspace(0.002, 0.998, 250)
+    with np.errstate(invalid="ignore"):
+        values = np.asarray(transform(u), dtype=np.float64)
+    values = values[np.isfinite(values)]
+    spread = float(np.ptp(values)) if values.size else 0.0
+    return min(max(math.log(spread), -680.0), 680.0) if 0.0 < spread < math.inf else 0.0
+
+
+def _solve_beta(
+    transform: Transform, target: float, law: RewardLaw | None, x: float | None
+) -> float:
     if not isinstance(transform, Transform):
         raise ValueError(f"transform must be a Transform, got {transform!r}")
     if isinstance(law, DiscreteLaw):
@@ -100,20 +118,27 @@ def _solve_beta(transform: Transform, target: float, law: RewardLaw | None, x: f
                 f"kl must be in (0, {limit:.12g}) for {transform.name} on this law (its limit "
                 f"as beta -> 0), got {target!r}"
             )
+    if x is None:
+        x = _log_scale(transform, law)
+    start = x
     lo, hi = -math.inf, math.inf  # KL(lo) > target > KL(hi); the root lies in between
     last_error: ValueError | None = None
+    failures = 0
     kl_hi = 0.0
     for _ in range(_MAX_ITER):
         try:
             value, var = _kl_and_variance(transform, math.exp(x), law)
         except ValueError as exc:  # the tilt left double precision: beta is too small
             last_error = exc
+            failures += 1
+            if failures > _MAX_FAILURES:  # each try near that edge is the costliest of all
+                break
             lo = x
             x = 0.5 * (lo + hi) if math.isfinite(hi) else x + _MAX_STEP
             if x > 690.0:
                 raise ValueError(f"no beta in (0, 1e300] gives a usable tilt: {exc}") from exc
             continue
-        if value <= 0.0 and var <= 0.0 and x == 0.0:
+        if value <= 0.0 and var <= 0.0 and x == start:
             raise ValueError(
                 f"kl = {target!r} is out of reach: {transform.name} is constant on the base's "
                 "support, so every beta gives KL = 0"
@@ -214,7 +239,7 @@ def tradeoff_curve(
         if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0.0):
             raise ValueError("kls must be a non-empty list of finite numbers >= 0")
         beta = np.full(grid.size, np.inf)
-        x = 0.0
+        x: float | None = None
         for i in np.argsort(grid):
             if grid[i] > 0.0:
                 beta[i] = _solve_beta(transform, float(grid[i]), law, x)

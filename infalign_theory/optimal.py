@@ -290,6 +290,7 @@ class _Continuous:
                 mass,
                 flags,
                 stats,
+                4.0,
             )
             w, _ = K.win_pass(
                 mesh.side,
@@ -333,6 +334,7 @@ class _Continuous:
             stats,
             win,
             False,
+            4.0,
         )
         if status == K.DONE:
             return status, (float(stats[K.ST_KL]), float(stats[K.ST_WSTD]), float(win[0]))

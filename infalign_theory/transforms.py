@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import gammaln
+from scipy.stats import binom
 
 from . import _kernels as K
 from ._validate import choice, integer, positive_finite, real, unit_interval
@@ -48,6 +48,10 @@ from .laws import ContinuousLaw, DiscreteLaw, RewardLaw
 
 class Transform(abc.ABC):
     """A function of the calibrated reward, evaluated accurately near both ends of (0, 1)."""
+
+    #: Relative error of the values, in units of rounding: the continuous engine does not
+    #: refine a tilt below the noise this leaves in Phi/beta.
+    rounding_ulps: ClassVar[float] = 4.0
 
     @property
     def offsets(self) -> tuple[float, float]:
@@ -300,6 +304,10 @@ class LevelValues(Transform):
         return self.values[j.clip(0, self.values.size - 1)]
 
 
+#: Cells (nodes x binomial terms) per block when SampleCalibrated mixes: bounds its memory.
+_MIX_CELLS = 1 << 20
+
+
 @dataclass(frozen=True)
 class SampleCalibrated(Transform):
     r"""The transform KL-RL sees when C is estimated from K base samples: E[Phi(C^) | u].
@@ -329,6 +337,8 @@ class SampleCalibrated(Transform):
     transform: Transform
     k: int
     estimator: str = "midrank"
+    # binomial masses to a few ulps, summed over up to ~1000 terms (measured: <= 16 ulps)
+    rounding_ulps: ClassVar[float] = 64.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.transform, Transform):
@@ -360,13 +370,35 @@ class SampleCalibrated(Transform):
         return (float(v[0] + o[0]), float(v[-1] + o[-1]))
 
     def _mix(self, u: np.ndarray, s: np.ndarray, index: int) -> np.ndarray:
+        """sum_j P(J = j | u) (Phi(c_j) - Phi(c_index)), J ~ Binomial(K, u), s = 1 - u.
+
+        Only the j within 14 standard deviations + 50 of K u carry weight (the rest is
+        below 1e-40 of it), so each node costs O(sqrt(K)) and memory stays bounded. The
+        binomial masses come from scipy's binom.pmf (accurate to a few ulps, where log-gamma
+        differences lose ~log K digits), taken from whichever of u and s is exact.
+        """
         k = self.k
-        j = np.arange(k + 1)
-        lbin = gammaln(k + 1.0) - gammaln(j + 1.0) - gammaln(k - j + 1.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lu = np.where(j[None, :] > 0, j[None, :] * np.log(u)[:, None], 0.0)
-            ls = np.where(j[None, :] < k, (k - j)[None, :] * np.log(s)[:, None], 0.0)
-        return np.exp(lbin[None, :] + lu + ls) @ self._phi_minus(index)
+        phi = self._phi_minus(index)
+        u, s = np.asarray(u, dtype=np.float64).ravel(), np.asarray(s, dtype=np.float64).ravel()
+        spread = 14.0 * np.sqrt(k * u * s) + 50.0
+        lo = np.clip(np.floor(k * u - spread), 0, k).astype(np.int64)
+        width = np.clip(np.ceil(k * u + spread), 0, k).astype(np.int64) - lo + 1
+        out = np.empty(u.size)
+        order = np.argsort(width, kind="stable")  # chunks of similar width
+        start = 0
+        while start < u.size:
+            stop = min(u.size, start + max(1, _MIX_CELLS // int(width[order[start]])))
+            stop = min(stop, start + max(1, _MIX_CELLS // int(width[order[stop - 1]])))
+            idx = order[start:stop]
+            w = int(width[idx].max())
+            j = lo[idx, None] + np.arange(w)[None, :]
+            live = j <= k
+            j = np.minimum(j, k)
+            left = (u[idx] <= s[idx])[:, None]
+            pmf = np.where(left, binom.pmf(j, k, u[idx, None]), binom.pmf(k - j, k, s[idx, None]))
+            out[idx] = np.where(live, pmf * phi[j], 0.0).sum(axis=1)
+            start = stop
+        return out
 
     def _left(self, u: np.ndarray) -> np.ndarray:
         return self._mix(u, 1.0 - u, 0)

@@ -119,3 +119,29 @@ def test_sample_calibration_refuses_infinite_values():
         ia.SampleCalibrated(ia.Log(), 8)
     with pytest.raises(ValueError, match=r"k must be an integer in \[1, 100000\]"):
         ia.SampleCalibrated(ia.Identity(), 0)
+
+
+@pytest.mark.parametrize("k, t", [(2000, 30.0), (10_000, -300.0)])
+def test_finite_k_transform_of_many_samples_matches_a_40_digit_sum(k, t):
+    # The Bernstein sum keeps only the binomial terms near K u; the full sum in mpmath at
+    # 40 digits is the reference. (Review found the full (nodes x K) matrix ran out of
+    # memory at K = 10000.)
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 40
+    tr = ia.SampleCalibrated(ia.Exponential(t), k)
+    phi = ia.Exponential(t)(np.arange(k + 1) / k)
+    for u in (1e-6, 3e-4, 0.5, 1 - 1e-5):
+        x = mpmath.mpf(u)
+        terms = [mpmath.binomial(k, j) * x**j * (1 - x) ** (k - j) for j in range(k + 1)]
+        exact = mpmath.fsum(w * mpmath.mpf(float(v)) for w, v in zip(terms, phi, strict=True))
+        got = float(tr(np.array([u]))[0])
+        assert got == pytest.approx(float(exact), rel=1e-13, abs=1e-300), u
+
+
+def test_finite_k_that_outruns_double_precision_is_refused_not_chased():
+    # exp(-100) seen through K = 100 samples is within 1e-14 of constant above u = 0.5, so a
+    # KL of 1 needs beta ~ 1e-7, where the tilt resolves only rounding. Found in review: the
+    # engine once refined such tilts until memory ran out; now the search stops and says so.
+    tr = ia.SampleCalibrated(ia.Exponential(-100.0), 100)
+    with pytest.raises(ValueError, match="out of reach"):
+        ia.beta_for_kl(tr, 1.0)

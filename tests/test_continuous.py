@@ -220,3 +220,10 @@ def test_interior_order_statistics_of_a_thousand_samples_are_finite():
     # 1/B(512, 513) overflows a double; the density is taken in log space.
     w = ia.win_rate(ia.tilt(ia.Identity(), 1.0), ia.order_statistic(512, 1024))
     assert math.isfinite(w) and 0.5 < w <= 1.0
+
+
+def test_a_transform_that_is_minus_infinity_everywhere_is_refused():
+    # Found in review: this once gave KL = W = NaN. The discrete case refused it already.
+    nowhere = ia.Custom(lambda u: np.full_like(u, -np.inf), "nowhere")
+    with pytest.raises(ValueError, match="-inf at every node"):
+        ia.tilt(nowhere, 1.0)

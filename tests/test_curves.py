@@ -9,6 +9,7 @@ import pytest
 from cases import DISCRETE_LAWS
 from hypothesis import example, given
 from hypothesis import strategies as st
+from scipy import stats
 from strategies import discrete_laws, reward_laws, transforms
 
 import infalign_theory as ia
@@ -53,6 +54,18 @@ def test_out_of_reach_targets_are_refused_with_the_limit():
     for bad in (0.0, -1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="kl must be a finite"):
             ia.beta_for_kl(ia.Identity(), bad)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-30, 1e30, 1e250])
+def test_raw_rewards_on_any_scale_reach_their_kl(scale):
+    # Found in review: rewards on a scale of 1e-200 were called "constant" because the
+    # search for beta started at 1, where their KL underflows to 0. Raw Gaussian rewards
+    # N(0, s^2) tilt to N(s^2/beta, s^2): KL = s^2 / (2 beta^2), so beta = s / sqrt(2 KL).
+    law = ia.DiscreteLaw([0.0, scale], [0.5, 0.5])
+    beta = ia.beta_for_kl(ia.Quantile(law), 0.1, law=law)
+    assert ia.kl(ia.tilt(ia.Quantile(law), beta, law)) == pytest.approx(0.1, rel=1e-9)
+    gauss = ia.Quantile(ia.ContinuousLaw(stats.norm(0.0, scale)))
+    assert ia.beta_for_kl(gauss, 1.0) == pytest.approx(scale / math.sqrt(2.0), rel=1e-9)
 
 
 @given(discrete_laws(ties=True), transforms())
