@@ -36,8 +36,11 @@ from .transforms import Exponential, Identity, Log, Quantile, SampleCalibrated, 
 PROCEDURES = ("sampling", "bon", "won", "order")
 TRANSFORMS = ("identity", "log", "exp", "raw", "optimal")
 #: Options whose values may start with a minus sign (argparse would read them as options).
-_SIGNED = ("--t", "--values", "--kls", "--betas")
-_NUMERIC = re.compile(r"^[-+]?[\d.eE+\-,]*\d[\d.eE+\-,]*$|^[-+]?inf$|^nan$", re.IGNORECASE)
+# Flags whose value may start with "-": passed on as --flag=value so that argparse does not
+# take the value for an option, and the flag's own check names what is wrong with it.
+_SIGNED = ("--t", "--values", "--probs", "--kls", "--betas", "--beta", "--kl")
+_NUMBER = r"[-+]?(?:[\d.]*\d[\d.]*(?:e[-+]?\d+)?|inf(?:inity)?|nan)"
+_NUMERIC = re.compile(rf"^{_NUMBER}(?:,{_NUMBER})*$", re.IGNORECASE)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -166,6 +166,21 @@ def test_invalid_arguments_exit_2_with_one_line_naming_the_argument(capsys, args
     assert len(err.strip().splitlines()) == 1 and flag in err
 
 
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (["--law", "discrete", "--values", "0,1", "--probs", "-0.5,1.5"], "must be >= 0"),
+        (["--law", "discrete", "--values", "-inf,1", "--probs", "0.5,0.5"], "must be finite"),
+        (["--transform", "exp", "--t", "-infinity"], "must be finite"),
+    ],
+)
+def test_values_starting_with_a_minus_are_checked_not_taken_for_flags(capsys, args, reason):
+    # Found in review: argparse took "-0.5,1.5" for an option ("expected one argument").
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--beta", "1", *args])
+    assert exc.value.code == 2 and reason in capsys.readouterr().err
+
+
 def test_console_script_runs():
     out = subprocess.run(
         [sys.executable, "-m", "infalign_theory.cli", "evaluate", "--beta", "0.5", "--json"],
