@@ -2,7 +2,7 @@
 
 For Best-of-N and Worst-of-N (N in 2, 4, 8, 16, 32) and KL budgets 0.25, 0.5, 1, 2, 4 nats:
 the t of the exponential transform that maximises the inference-time win rate at that KL
-(t > 0 for Best-of-N, t < 0 for Worst-of-N; found on a grid of |t| from 0.01 to 1e5 and
+(t > 0 for Best-of-N, t < 0 for Worst-of-N; found on a grid of |t| from 0.01 to 1e7 and
 refined by bounded Brent search in log|t|), its win rate, the identity's, the optimum's
 (Theorem 1, ``solve_optimal``), and the gaps. Where W_T is within 1e-10 of 1 for the best
 t, a whole range of t does as well and no best t is reported. Writes

@@ -262,7 +262,7 @@ def tradeoff_curve(
 def best_exponent(procedure: OrderStatistic, kl: float) -> tuple[float, float]:
     """The exponent t whose exponential transform maximises W_T at KL = ``kl`` (continuous).
 
-    A scan of |t| over [0.01, 1e5] on a log grid, refined by bounded scalar minimisation
+    A scan of |t| over [0.01, 1e7] on a log grid, refined by bounded scalar minimisation
     around the best grid point. The sign of t follows the procedure: t > 0 when it picks
     from the top half (k > n/2: Best-of-N, sampling), t < 0 otherwise (Worst-of-N).
     Exponents whose tilts cannot reach the KL are skipped.
@@ -283,7 +283,7 @@ def best_exponent(procedure: OrderStatistic, kl: float) -> tuple[float, float]:
         except ValueError:
             return -1.0
 
-    logs = np.linspace(math.log(0.01), math.log(1e5), 49)
+    logs = np.linspace(math.log(0.01), math.log(1e7), 57)
     values = [value(float(x)) for x in logs]
     i = int(np.argmax(values))
     res = optimize.minimize_scalar(
