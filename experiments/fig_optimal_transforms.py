@@ -109,8 +109,18 @@ def plot(data: dict, path: Path) -> None:
         ax.set_xscale("logit")
         ax.set_xlim(1e-6, 1 - 1e-6)
         ax.set_ylim(-0.03, 1.03)
+        ticks = [1e-5, 1e-3, 0.5, 1 - 1e-3, 1 - 1e-5]
+        ax.set_xticks(ticks, ["1e-5", "1e-3", "0.5", "1-1e-3", "1-1e-5"])
+        ax.minorticks_off()
         kind = "Best" if row == 0 else "Worst"
         ax.set_title(f"{kind}-of-N, KL = {panel['kl_budget']:g} nats")
+        saturated = [c for c in panel["curves"] if c["saturated"]]
+        if saturated:  # W_T within 1e-10 of 1 before the budget: the solver stopped there
+            lines = [f"N = {c['n']}: saturated at KL {c['kl']:.2f}" for c in saturated]
+            ax.text(
+                0.98, 0.03, "\n".join(lines), transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=7, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
+            )  # fmt: skip
         ax.set_xlabel("calibrated reward u (logit scale)")
         ax.set_ylabel("normalised transform")
         ax.grid(alpha=0.3)
