@@ -219,8 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--examples",
         type=_count(1, 1_000_000),
         default=20,
-        help="instances per check (default 20; the reward-space quadrature check "
-        "runs on a fifth of them)",
+        help="instances per check (default 20)",
     )
     ve.add_argument(
         "--seed",
