@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 import infalign_theory as ia
 from infalign_theory.bridge import CTRLConfig, VaderSentiment, load_model
 from infalign_theory.bridge.runs import predicted, prepare, read_prompts, run_ctrl, split_prompts
+from infalign_theory.figures import save_figure, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "experiments" / "data" / "movie_openers.txt"
@@ -253,10 +253,7 @@ def plot(data: dict, path: Path) -> None:
         f"tokens, K = {pre['references']}; held-out {data['prompts']['held_out']} prompts",
         fontsize=9,
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=140)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -276,7 +273,7 @@ def main(argv: list[str] | None = None) -> Path:
     work = args.work or ROOT / ".bridge_runs" / args.preset
     data = compute(preset, work, progress=not args.no_progress)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fig_bridge.json").write_text(json.dumps(data, indent=1) + "\n")
+    write_json(args.out / "fig_bridge.json", data)
     png = args.out / "fig_bridge.png"
     plot(data, png)
     print(f"wrote {png} and fig_bridge.json ({data['seconds']['total']:.0f} s)")

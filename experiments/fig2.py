@@ -15,9 +15,6 @@ law.
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import infalign_theory as ia
+from infalign_theory.figures import figure_parser, output_folder, save_figure, write_json
 from infalign_theory.optimal import pareto_frontier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,36 +118,21 @@ def plot(data: dict, path: Path) -> None:
         ax.set_xlim(0, data["parameters"]["kl_max"])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    save_figure(fig, path, dpi=150)
 
 
 def main(argv: list[str] | None = None) -> Path:
     """Compute, save the JSON, draw the PNG; return the PNG's path."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="coarse KL grid (8 points), written to a temporary folder unless --out is given, "
-        "so the committed figure stays as it is",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default paper_figures/)"
-    )
+    parser = figure_parser(__doc__.splitlines()[0], "coarse KL grid (8 points)")
     args = parser.parse_args(argv)
     cfg = Config(points=8) if args.quick else Config()
-    if args.out is None:
-        temporary = Path(tempfile.gettempdir()) / "infalign_quick_figures"
-        args.out = temporary if args.quick else ROOT / "paper_figures"
+    out = output_folder(args, ROOT / "paper_figures")
     start = time.perf_counter()
     data = compute(cfg)
     seconds = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path = args.out / "fig2.json"
-    json_path.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
-    png = args.out / "fig2.png"
+    json_path = out / "fig2.json"
+    write_json(json_path, data)
+    png = out / "fig2.png"
     plot(data, png)
     total = sum(len(c["kl"]) for p in data["panels"].values() for c in p["curves"])
     print(f"wrote {png} and {json_path} ({total} points, computed in {seconds:.2f} s)")

@@ -15,15 +15,13 @@ transform, the smallest K whose win rate at KL = 1 is within 0.5 points of K = i
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 import infalign_theory as ia
+from infalign_theory.figures import figure_parser, output_folder, save_figure, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 KS = (4, 8, 16, 32, 128)
@@ -109,36 +107,19 @@ def plot(data: dict, path: Path) -> None:
         ax.set_ylim(0.5, 1.0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=140)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="K in (4, 32), 7 KL points; temporary folder unless --out",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default paper_figures/)"
-    )
+    parser = figure_parser(__doc__.splitlines()[0], "K in (4, 32), 7 KL points")
     args = parser.parse_args(argv)
     ks, points = ((4, 32), 7) if args.quick else (KS, 31)
-    if args.out is None:
-        args.out = (
-            Path(tempfile.gettempdir()) / "infalign_quick_figures"
-            if args.quick
-            else ROOT / "paper_figures"
-        )
+    out = output_folder(args, ROOT / "paper_figures")
     start = time.perf_counter()
     data = compute(ks, points)
     seconds = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fig_calibration_k.json").write_text(json.dumps(data, indent=1) + "\n")
-    png = args.out / "fig_calibration_k.png"
+    write_json(out / "fig_calibration_k.json", data)
+    png = out / "fig_calibration_k.png"
     plot(data, png)
     for row in data["smallest_k_within_half_a_point_at_kl_1"]:
         print(f"  {row['procedure']:11s} {row['transform']:12s} smallest K = {row['smallest_k']}")

@@ -17,9 +17,6 @@ with ties (one heavy-tailed) -- are aligned with ONE shared beta:
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import numpy as np
 from scipy import stats
 
 import infalign_theory as ia
+from infalign_theory.figures import figure_parser, output_folder, save_figure, write_json
 from infalign_theory.prompts import align_prompts, frontier_gap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,33 +118,18 @@ def plot(data: dict, path: Path) -> None:
     right.set_title("One shared beta across the ten prompts")
     right.grid(alpha=0.3)
     right.legend(fontsize=9, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=140)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="8 betas per curve; temporary folder unless --out"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default paper_figures/)"
-    )
+    parser = figure_parser(__doc__.splitlines()[0], "8 betas per curve")
     args = parser.parse_args(argv)
-    if args.out is None:
-        args.out = (
-            Path(tempfile.gettempdir()) / "infalign_quick_figures"
-            if args.quick
-            else ROOT / "paper_figures"
-        )
+    out = output_folder(args, ROOT / "paper_figures")
     start = time.perf_counter()
     data = compute(8 if args.quick else 40)
     seconds = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fig_miscalibration.json").write_text(json.dumps(data, indent=1) + "\n")
-    png = args.out / "fig_miscalibration.png"
+    write_json(out / "fig_miscalibration.json", data)
+    png = out / "fig_miscalibration.png"
     plot(data, png)
     g = data["largest_gap"]
     print(f"largest gap {g['gap']:.4f} at KL {g['kl']:.3f}; wrote {png} ({seconds:.1f} s)")

@@ -14,10 +14,7 @@ of the fitted exponential.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +22,7 @@ import numpy as np
 from scipy import optimize, special
 
 import infalign_theory as ia
+from infalign_theory.figures import figure_parser, output_folder, save_figure, write_json
 from infalign_theory.optimal import solve_optimal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,36 +129,19 @@ def plot(data: dict, path: Path) -> None:
                 title="solid: optimal\ndashed: exp(t) fit",
                 title_fontsize=8,
             )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=140)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="N in (2, 8), KL 1; written to a temporary folder unless --out",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default paper_figures/)"
-    )
+    parser = figure_parser(__doc__.splitlines()[0], "N in (2, 8), KL 1")
     args = parser.parse_args(argv)
     ns, kls = ((2, 8), (1.0,)) if args.quick else (NS, KLS)
-    if args.out is None:
-        args.out = (
-            Path(tempfile.gettempdir()) / "infalign_quick_figures"
-            if args.quick
-            else ROOT / "paper_figures"
-        )
+    out = output_folder(args, ROOT / "paper_figures")
     start = time.perf_counter()
     data = compute(ns, kls)
     seconds = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fig_optimal_transforms.json").write_text(json.dumps(data, indent=1) + "\n")
-    png = args.out / "fig_optimal_transforms.png"
+    write_json(out / "fig_optimal_transforms.json", data)
+    png = out / "fig_optimal_transforms.png"
     plot(data, png)
     print(f"wrote {png} and fig_optimal_transforms.json ({seconds:.1f} s)")
     return png

@@ -21,15 +21,13 @@ to the true reward's calibrated value (the frontier). Three reward models:
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 import infalign_theory as ia
+from infalign_theory.figures import figure_parser, output_folder, save_figure, write_json
 from infalign_theory.prompts import ProxyPrompt, align_to_proxy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,33 +110,18 @@ def plot(data: dict, path: Path) -> None:
         ax.set_ylabel("true standard win rate")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=140)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="10 betas; temporary folder unless --out"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default paper_figures/)"
-    )
+    parser = figure_parser(__doc__.splitlines()[0], "10 betas")
     args = parser.parse_args(argv)
-    if args.out is None:
-        args.out = (
-            Path(tempfile.gettempdir()) / "infalign_quick_figures"
-            if args.quick
-            else ROOT / "paper_figures"
-        )
+    out = output_folder(args, ROOT / "paper_figures")
     start = time.perf_counter()
     data = compute(10 if args.quick else 60)
     seconds = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fig_reward_hacking.json").write_text(json.dumps(data, indent=1) + "\n")
-    png = args.out / "fig_reward_hacking.png"
+    write_json(out / "fig_reward_hacking.json", data)
+    png = out / "fig_reward_hacking.png"
     plot(data, png)
     print(f"wrote {png} and fig_reward_hacking.json ({seconds:.1f} s)")
     return png

@@ -14,14 +14,12 @@ paper_figures/table_best_t.csv, .md and .json.
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
-import tempfile
 import time
 from pathlib import Path
 
 import infalign_theory as ia
+from infalign_theory.figures import figure_parser, output_folder, write_json
 from infalign_theory.optimal import solve_optimal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,28 +67,14 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="N in (2, 8), KL in (0.5, 2); written to a temporary folder unless --out is given",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default paper_figures/)"
-    )
+    parser = figure_parser(__doc__.splitlines()[0], "N in (2, 8), KL in (0.5, 2)")
     args = parser.parse_args(argv)
     ns, kls = ((2, 8), (0.5, 2.0)) if args.quick else (NS, KLS)
-    if args.out is None:
-        args.out = (
-            Path(tempfile.gettempdir()) / "infalign_quick_figures"
-            if args.quick
-            else ROOT / "paper_figures"
-        )
+    out = output_folder(args, ROOT / "paper_figures")
     start = time.perf_counter()
     rows = compute(ns, kls)
     seconds = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)
-    csv_path = args.out / "table_best_t.csv"
+    csv_path = out / "table_best_t.csv"
     with csv_path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
@@ -101,13 +85,10 @@ def main(argv: list[str] | None = None) -> Path:
         "is within 1e-10 of 1 at a KL below the budget; `—`: the exponential family reaches "
         "1 - 1e-10 for a whole range of t.\n\n"
     )
-    (args.out / "table_best_t.md").write_text(header + markdown(rows))
-    (args.out / "table_best_t.json").write_text(
-        json.dumps(
-            {"package_version": ia.__version__, "ns": list(ns), "kls": list(kls), "rows": rows},
-            indent=1,
-        )
-        + "\n"
+    (out / "table_best_t.md").write_text(header + markdown(rows))
+    write_json(
+        out / "table_best_t.json",
+        {"package_version": ia.__version__, "ns": list(ns), "kls": list(kls), "rows": rows},
     )
     print(f"wrote {csv_path} and table_best_t.md / .json ({len(rows)} rows, {seconds:.1f} s)")
     return csv_path
