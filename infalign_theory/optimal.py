@@ -129,7 +129,25 @@ def _slopes(k: int, n: int, F: np.ndarray, Fc: np.ndarray) -> tuple[np.ndarray, 
     return g1, g2
 
 
-class _Continuous:
+class _Model:
+    """What the continuous and the discrete fixed-point maps share.
+
+    The unknown y is a log-density against the quadrature (or level) weights ``w``.
+    """
+
+    w: np.ndarray
+
+    def dT_dlogbeta(self, st: dict[str, Any]) -> np.ndarray:
+        return -(st["R"] - float(st["t"] @ st["R"])) / st["beta"]
+
+    def kl(self, y: np.ndarray) -> tuple[float, np.ndarray]:
+        return _kl(self.w, y)
+
+    def normalise(self, y: np.ndarray) -> np.ndarray:
+        return _normalise(self.w, y)
+
+
+class _Continuous(_Model):
     """The fixed-point map on one mesh of [0, 1], unknowns in increasing-u order.
 
     In that order the cumulative-integration operator L is block lower triangular: panel p
@@ -241,15 +259,6 @@ class _Continuous:
         S = np.eye(2) + Vc.T @ Yu
         return Yb - Yu @ np.linalg.solve(S, Vc.T @ Yb)
 
-    def dT_dlogbeta(self, st: dict[str, Any]) -> np.ndarray:
-        return -(st["R"] - float(st["t"] @ st["R"])) / st["beta"]
-
-    def kl(self, y: np.ndarray) -> tuple[float, np.ndarray]:
-        return _kl(self.w, y)
-
-    def normalise(self, y: np.ndarray) -> np.ndarray:
-        return _normalise(self.w, y)
-
     def summary(
         self,
         y: np.ndarray,
@@ -348,7 +357,7 @@ class _Continuous:
         return status, (model, model.from_mesh(new_phi))
 
 
-class _Discrete:
+class _Discrete(_Model):
     """The fixed-point map on the levels of a discrete law; y = log(p/q). Dense: m is small."""
 
     def __init__(self, law: DiscreteLaw, proc: OrderStatistic, ref: OrderStatistic):
@@ -378,15 +387,6 @@ class _Discrete:
 
     def jacobian_solve(self, st: dict[str, Any], rhs: np.ndarray) -> np.ndarray:
         return np.linalg.solve(np.eye(self.w.size) - st["dT"], rhs)
-
-    def dT_dlogbeta(self, st: dict[str, Any]) -> np.ndarray:
-        return -(st["R"] - float(st["t"] @ st["R"])) / st["beta"]
-
-    def kl(self, y: np.ndarray) -> tuple[float, np.ndarray]:
-        return _kl(self.w, y)
-
-    def normalise(self, y: np.ndarray) -> np.ndarray:
-        return _normalise(self.w, y)
 
     def summary(
         self,
