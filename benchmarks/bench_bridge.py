@@ -43,6 +43,7 @@ from infalign_theory.bridge import (
     reference_rewards,
     tiny_model,
     trl_reward,
+    trl_rloo_config,
     word_tokenizer,
 )
 
@@ -80,7 +81,7 @@ def time_bridge(model, tok, refs, args) -> list[float]:
 def time_trl(model, tok, refs, args) -> list[float]:
     from datasets import Dataset
     from transformers import TrainerCallback
-    from trl import RLOOConfig, RLOOTrainer
+    from trl import RLOOTrainer
 
     class Clock(TrainerCallback):
         def __init__(self) -> None:
@@ -96,22 +97,15 @@ def time_trl(model, tok, refs, args) -> list[float]:
     model.save_pretrained(folder / "model")
     tok.save_pretrained(folder / "model")
     dataset = Dataset.from_dict({"prompt": PROMPTS, "reference_rewards": refs.tolist()})
-    config = RLOOConfig(
-        output_dir=str(folder / "out"),
-        per_device_train_batch_size=args.prompts_per_step * args.group_size,
-        num_generations=args.group_size,
-        max_completion_length=args.max_new_tokens,
+    config = trl_rloo_config(
+        str(folder / "out"),
+        prompts_per_step=args.prompts_per_step,
+        group_size=args.group_size,
+        max_new_tokens=args.max_new_tokens,
         beta=args.beta,
-        num_iterations=1,
-        normalize_advantages=False,
-        temperature=1.0,
         learning_rate=args.lr,
-        lr_scheduler_type="constant",
+        steps=args.warmup + args.steps,
         max_grad_norm=1.0,
-        max_steps=args.warmup + args.steps,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
         use_cpu=True,
         disable_tqdm=True,
         model_init_kwargs={"dtype": torch.float32},

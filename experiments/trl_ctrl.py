@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from trl import RLOOConfig, RLOOTrainer
+from trl import RLOOTrainer
 
 import infalign_theory as ia
 from infalign_theory.bridge import (
@@ -30,6 +30,7 @@ from infalign_theory.bridge import (
     reference_rewards,
     tiny_model,
     trl_reward,
+    trl_rloo_config,
     word_tokenizer,
 )
 from infalign_theory.bridge.runs import read_prompts
@@ -81,21 +82,14 @@ def main(argv: list[str] | None = None) -> RLOOTrainer:
         source = out / "base_model"
         model.save_pretrained(source)
         tok.save_pretrained(source)
-    config = RLOOConfig(
-        output_dir=str(out),
-        per_device_train_batch_size=args.prompts_per_step * args.group_size,
-        num_generations=args.group_size,
-        max_completion_length=args.max_new_tokens,
+    config = trl_rloo_config(
+        str(out),
+        prompts_per_step=args.prompts_per_step,
+        group_size=args.group_size,
+        max_new_tokens=args.max_new_tokens,
         beta=args.beta,
-        num_iterations=1,
-        normalize_advantages=False,
-        temperature=1.0,
         learning_rate=args.lr,
-        lr_scheduler_type="constant",
-        max_steps=args.steps,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
+        steps=args.steps,
         use_cpu=args.device == "cpu",
         seed=args.seed,
         model_init_kwargs={"dtype": torch.float32},

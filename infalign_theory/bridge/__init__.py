@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "then pip install 'infalign_theory[lm]'"
     ) from exc
 
-from .ctrl import Calibrator, reference_rewards, trl_reward
+from .ctrl import Calibrator, reference_rewards, trl_reward, trl_rloo_config
 from .evaluation import Estimate, Pool, PoolEvaluation, evaluate_pools, sample_pool
 from .loop import CTRLConfig, CTRLTrainer
 from .models import load_model, smollm2_gguf, tiny_model, word_tokenizer
@@ -55,5 +55,6 @@ __all__ = [
     "smollm2_gguf",
     "tiny_model",
     "trl_reward",
+    "trl_rloo_config",
     "word_tokenizer",
 ]

@@ -181,3 +181,44 @@ def trl_reward(
 
     ctrl_reward.__name__ = f"ctrl_{transform.name.replace(' ', '_')}"
     return ctrl_reward
+
+
+def trl_rloo_config(
+    output_dir: str,
+    *,
+    prompts_per_step: int,
+    group_size: int,
+    max_new_tokens: int,
+    beta: float,
+    learning_rate: float,
+    steps: int,
+    **overrides: Any,
+) -> Any:
+    """TRL's ``RLOOConfig`` for the objective the bridge's loop optimises.
+
+    One update per batch (``num_iterations=1``), raw leave-one-out advantages (no
+    normalisation), temperature-1 sampling, a constant learning rate and the same beta,
+    group size, prompts per step and completion length as the bridge's
+    :class:`~infalign_theory.bridge.loop.CTRLConfig`; with :func:`trl_reward` as the
+    reward, ``RLOOTrainer`` then maximises E[Phi(C^)] - beta KL.
+    ``overrides`` go to ``RLOOConfig`` as they are (devices, seeds, logging). Needs ``trl``.
+    """
+    from trl import RLOOConfig
+
+    settings: dict[str, Any] = dict(
+        output_dir=output_dir,
+        per_device_train_batch_size=prompts_per_step * group_size,
+        num_generations=group_size,
+        max_completion_length=max_new_tokens,
+        beta=beta,
+        num_iterations=1,
+        normalize_advantages=False,
+        temperature=1.0,
+        learning_rate=learning_rate,
+        lr_scheduler_type="constant",
+        max_steps=steps,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+    )
+    return RLOOConfig(**{**settings, **overrides})
