@@ -7,10 +7,11 @@ back, an interrupted one resumes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,30 +149,6 @@ def toy_run(
     inference-time win rates and KL(pi || pi*), by enumeration, and the core's values for
     the optimum pi* at ``beta``.
     """
-    # The toy's matrices are a few dozen wide: one thread is fastest, and several threads
-    # stall when the machine is busy (a measured 20 s run took 8 minutes with two threads on
-    # two loaded cores). The caller's setting is restored afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _toy_run(
-            transform, beta, procedure, steps, group_size, learning_rate, seed, toy_seed, progress
-        )
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _toy_run(
-    transform: Transform,
-    beta: float,
-    procedure: OrderStatistic,
-    steps: int,
-    group_size: int,
-    learning_rate: float,
-    seed: int,
-    toy_seed: int,
-    progress: bool,
-) -> dict[str, Any]:
     toy = make_toy(init_scale=0.1, seed=toy_seed)
     law = toy.law()
     target = toy.target(transform, beta)
@@ -181,10 +158,11 @@ def _toy_run(
         max_new_tokens=toy.length, learning_rate=learning_rate, schedule="linear",
         max_grad_norm=None, stop_at_eos=False, seed=seed,
     )  # fmt: skip
-    CTRLTrainer(
-        model, toy.tokenizer, ["<s>"], toy.reward, transform, config,
-        reference=toy.model, calibrator=Calibrator.exact([law]), progress=progress,
-    ).train()  # fmt: skip
+    with _one_thread():
+        CTRLTrainer(
+            model, toy.tokenizer, ["<s>"], toy.reward, transform, config,
+            reference=toy.model, calibrator=Calibrator.exact([law]), progress=progress,
+        ).train()  # fmt: skip
     return {
         "transform": transform.name,
         "beta": beta,
@@ -192,6 +170,22 @@ def _toy_run(
         "trained": toy.metrics(model, procedure, target),
         "exact": evaluate(target, procedure).to_dict(),
     }
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch on one thread, the caller's setting restored afterwards.
+
+    The toy's matrices are a few dozen wide: one thread is fastest, and several stall when
+    the machine is busy (a measured 20 s run took 8 minutes on two threads of two loaded
+    cores).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def predicted(
