@@ -394,8 +394,9 @@ class SampleCalibrated(Transform):
             j = lo[idx, None] + np.arange(w)[None, :]
             live = j <= k
             j = np.minimum(j, k)
+            # P(J = j | u) = P(K - J = K - j | s): one evaluation, from the exact one of u, s
             left = (u[idx] <= s[idx])[:, None]
-            pmf = np.where(left, binom.pmf(j, k, u[idx, None]), binom.pmf(k - j, k, s[idx, None]))
+            pmf = binom.pmf(np.where(left, j, k - j), k, np.where(left, u[idx, None], s[idx, None]))
             out[idx] = np.where(live, pmf * phi[j], 0.0).sum(axis=1)
             start = stop
         return out
