@@ -245,7 +245,8 @@ def plot(data: dict, path: Path) -> None:
         ax.set_ylabel(ylabel)
         ax.set_xlim(left=-0.05)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
+    for ax in axes:  # the right panel draws the same series: the same legend
+        ax.legend(fontsize=7, loc="lower right")
     pre = data["preset"]
     fig.suptitle(
         f"CTRL on SmolLM2-135M ({data['device']}): {pre['steps']} steps x "
