@@ -37,6 +37,9 @@ class Rollout:
         log pi(completion | prompt) under the sampling model, accumulated while sampling.
     completions : list of str
         The decoded completions, special tokens skipped.
+    hidden : FloatTensor, shape (B, T, H), or None
+        With ``keep_hidden``: the input of the output layer at each completion position (the
+        state from which that token was drawn), detached.
     """
 
     input_ids: torch.Tensor
@@ -44,6 +47,7 @@ class Rollout:
     completion_mask: torch.Tensor
     logprobs: torch.Tensor
     completions: list[str]
+    hidden: torch.Tensor | None = None
 
     @property
     def prompt_length(self) -> int:
@@ -90,9 +94,36 @@ def sample(
     max_new_tokens: int,
     generator: torch.Generator,
     stop_at_eos: bool = True,
+    keep_hidden: bool = False,
 ) -> Rollout:
-    """Sample one completion per prompt at temperature 1 (repeat a prompt for a group)."""
+    """Sample one completion per prompt at temperature 1 (repeat a prompt for a group).
+
+    ``keep_hidden`` records the output layer's input at every step (``Rollout.hidden``).
+    """
     max_new_tokens = integer(max_new_tokens, "max_new_tokens", 1)
+    states: list[torch.Tensor] = []
+    hook = None
+    if keep_hidden:
+        head = model.get_output_embeddings()
+        if head is None:
+            raise ValueError("keep_hidden needs a model with an output layer")
+        hook = head.register_forward_pre_hook(lambda _m, args: states.append(args[0][:, -1]))
+    try:
+        return _sample(model, tokenizer, prompts, max_new_tokens, generator, stop_at_eos, states)
+    finally:
+        if hook is not None:
+            hook.remove()
+
+
+def _sample(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    generator: torch.Generator,
+    stop_at_eos: bool,
+    states: list[torch.Tensor],
+) -> Rollout:
     device = next(model.parameters()).device
     ids, mask = encode_prompts(tokenizer, prompts, device)
     eos = tokenizer.eos_token_id if stop_at_eos else None
@@ -101,17 +132,26 @@ def sample(
     logprob = torch.zeros(batch, dtype=torch.float32, device=device)
     tokens, keep = [], []
     cache = {_cache_keyword(model): DynamicCache()}  # filled in place by each forward
+    # a prompt repeated for a group is encoded once, and its cache shared by the group
+    unique, inverse = torch.unique(ids, dim=0, return_inverse=True)
+    rows = torch.empty(unique.shape[0], dtype=torch.long, device=device)
+    rows[inverse] = torch.arange(batch, device=device)  # a row of each distinct prompt
     out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=_positions(mask),
+        input_ids=ids[rows],
+        attention_mask=mask[rows],
+        position_ids=_positions(mask[rows]),
         use_cache=True,
         logits_to_keep=1,
         **cache,
     )
+    logits = out.logits[inverse]
+    if unique.shape[0] < batch:
+        next(iter(cache.values())).reorder_cache(inverse)
+        if states:
+            states[-1] = states[-1][inverse]
     position = _positions(mask)[:, -1:]
     for _ in range(max_new_tokens):
-        logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
         nxt = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
         logprob += torch.where(alive, logp.gather(1, nxt[:, None]).squeeze(1), 0.0)
         keep.append(alive.clone())
@@ -130,14 +170,37 @@ def sample(
             use_cache=True,
             **cache,
         )
+        logits = out.logits
     completion = torch.stack(tokens, dim=1)
     cmask = torch.stack(keep, dim=1).float()
     texts = tokenizer.batch_decode(completion, skip_special_tokens=True)
-    return Rollout(torch.cat([ids, completion], dim=1), mask, cmask, logprob, texts)
+    hidden = torch.stack(states, dim=1) if states else None  # (B, T, H)
+    return Rollout(torch.cat([ids, completion], dim=1), mask, cmask, logprob, texts, hidden)
+
+
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``log_softmax(logits, -1)`` at ``index`` (shape of ``index``), without a float copy.
+
+    float32/float64 logits: the gathered logit minus the row's logsumexp. Lower precisions
+    go one batch row at a time in float32, so the (B, T, V) tensor is never copied whole.
+    """
+    if logits.dtype in (torch.float32, torch.float64):
+        picked = logits.gather(-1, index[..., None]).squeeze(-1)
+        return picked - torch.logsumexp(logits, dim=-1)
+    rows = [
+        torch.log_softmax(row.float(), dim=-1).gather(-1, idx[..., None]).squeeze(-1)
+        for row, idx in zip(logits, index, strict=True)
+    ]
+    return torch.stack(rows)
 
 
 def sequence_logprobs(model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
     """Log pi(completion | prompt) for each row, differentiable when grad is enabled."""
+    return token_logprobs(model, rollout).sum(-1)
+
+
+def token_logprobs(model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
+    """Log pi(token | prefix) at each completion position, (B, T), 0 past the completion."""
     t = rollout.completion_mask.shape[1]
     out = model(
         input_ids=rollout.input_ids,
@@ -145,7 +208,5 @@ def sequence_logprobs(model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
         position_ids=_positions(rollout.attention_mask),
         logits_to_keep=t + 1,
     )
-    logits = out.logits[:, :-1].float()
-    target = rollout.input_ids[:, -t:, None]
-    token_logp = logits.gather(-1, target).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    return (token_logp * rollout.completion_mask).sum(-1)
+    token_logp = selective_log_softmax(out.logits[:, :-1], rollout.input_ids[:, -t:])  # (B, T)
+    return token_logp * rollout.completion_mask
