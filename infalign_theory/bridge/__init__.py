@@ -6,6 +6,8 @@ Everything here needs the ``lm`` extra (torch, transformers); the core never imp
   any local Hugging Face directory or GGUF file, tiny GPT-2s built in code;
 * :mod:`.rewards` -- the reward interface, VADER sentiment, a programmatic word count;
 * :mod:`.rollout` -- temperature-1 sampling and exact sequence log-probabilities;
+* :mod:`.head` -- a policy that trains a low-rank correction to the output layer on the frozen
+  trunk, whose log-probabilities and exact per-token KL come from the sampled hidden states;
 * :mod:`.ctrl` -- calibration against cached reference rewards, transforms, a TRL adapter;
 * :mod:`.loop` -- the RLOO training loop with a sequence-level KL penalty;
 * :mod:`.evaluation` -- KL and win rates on held-out prompts from finite pools;
@@ -27,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .ctrl import Calibrator, reference_rewards, trl_reward, trl_rloo_config
 from .evaluation import Estimate, Pool, PoolEvaluation, evaluate_pools, sample_pool
+from .head import TiltedHead, attach_tilted_head
 from .loop import CTRLConfig, CTRLTrainer
 from .models import load_model, smollm2_gguf, tiny_model, word_tokenizer
 from .rewards import Reward, VaderSentiment, WordCount
@@ -42,9 +45,11 @@ __all__ = [
     "PoolEvaluation",
     "Reward",
     "Rollout",
+    "TiltedHead",
     "Toy",
     "VaderSentiment",
     "WordCount",
+    "attach_tilted_head",
     "evaluate_pools",
     "load_model",
     "make_toy",

@@ -25,19 +25,26 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .._validate import integer
+from .._validate import choice, integer
 from ..metrics import pool_win_rate
 from ..procedures import OrderStatistic, sampling
+from .head import rollout_logprobs, tilted_head
 from .rewards import Reward, score
-from .rollout import sample, sequence_logprobs
+from .rollout import sample
 
 
 @dataclass(frozen=True)
 class Pool:
-    """Rewards (and log-ratios to the reference) of M samples for each of P prompts."""
+    """Rewards (and log-ratios to the reference) of M samples for each of P prompts.
+
+    ``kl_tokens``, where the policy makes it cheap (a
+    :class:`~infalign_theory.bridge.head.TiltedHead`), is each sample's chain-rule KL: the sum
+    over its positions of KL(pi(.|prefix) || pi_ref(.|prefix)).
+    """
 
     rewards: np.ndarray
     log_ratios: np.ndarray | None = None
+    kl_tokens: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,8 @@ def sample_pool(
     texts = [p for p in prompts for _ in range(m)]
     rewards = np.empty(len(texts))
     ratios = np.empty(len(texts)) if reference is not None else None
+    hidden = reference is not None and tilted_head(model) is not None
+    chain = np.empty(len(texts)) if hidden else None
     bar = tqdm(total=len(texts), desc=desc, unit="sample", disable=not progress)
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
@@ -110,23 +119,38 @@ def sample_pool(
             max_new_tokens=max_new_tokens,
             generator=generator,
             stop_at_eos=stop_at_eos,
+            keep_hidden=hidden,
         )
-        rewards[start : start + len(chunk)] = score(reward, chunk, roll.completions)
+        rows = slice(start, start + len(chunk))
+        rewards[rows] = score(reward, chunk, roll.completions)
         if ratios is not None:
-            ref = sequence_logprobs(reference, roll)  # type: ignore[arg-type]
-            ratios[start : start + len(chunk)] = (roll.logprobs - ref).cpu().numpy()
+            lp = rollout_logprobs(model, reference, roll)  # type: ignore[arg-type]
+            ratios[rows] = (roll.logprobs - lp.reference.sum(-1)).cpu().numpy()
+            if chain is not None and lp.kl is not None:
+                chain[rows] = lp.kl.sum(-1).cpu().numpy()
         bar.update(len(chunk))
     bar.close()
     shape = (len(prompts), m)
-    return Pool(rewards.reshape(shape), None if ratios is None else ratios.reshape(shape))
+    return Pool(
+        rewards.reshape(shape),
+        None if ratios is None else ratios.reshape(shape),
+        None if chain is None else chain.reshape(shape),
+    )
 
 
 def _jackknife(
-    stat: Callable[[np.ndarray, np.ndarray], float], a: np.ndarray, b: np.ndarray
+    stat: Callable[[np.ndarray, np.ndarray], float],
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    base: bool = True,
 ) -> float:
-    """Two-sample jackknife standard error of ``stat(a, b)``, deleting from each pool in turn."""
+    """Jackknife standard error of ``stat(a, b)``, deleting from each pool in turn.
+
+    ``base=False`` deletes from the policy pool ``a`` only: the error given the base pool.
+    """
     var = 0.0
-    for pool, other, first in ((a, b, True), (b, a, False)):
+    for pool, other, first in ((a, b, True), (b, a, False))[: 2 if base else 1]:
         m = pool.size
         if m < 2:
             continue
@@ -147,10 +171,30 @@ def _average(per_prompt: np.ndarray, single: Callable[[], float]) -> Estimate:
     return Estimate(value, single())
 
 
+NOISES = ("prompts", "policy")
+
+
+def _conditional(per_prompt: np.ndarray, se: np.ndarray) -> Estimate:
+    return Estimate(float(per_prompt.mean()), float(np.sqrt(np.sum(se**2)) / per_prompt.size))
+
+
 def evaluate_pools(
-    policy: Pool, base: Pool, procedures: Sequence[OrderStatistic] = ()
+    policy: Pool,
+    base: Pool,
+    procedures: Sequence[OrderStatistic] = (),
+    *,
+    noise: str = "prompts",
 ) -> PoolEvaluation:
-    """KL and win rates (standard and for each procedure) from a policy and a base pool."""
+    """KL and win rates (standard and for each procedure) from a policy and a base pool.
+
+    ``noise`` says what the standard errors measure. ``"prompts"`` (default): the spread across
+    prompts, std / sqrt(P) -- for held-out prompts drawn from a population, it contains the
+    sampling noise within each prompt. ``"policy"``: the noise of the policy's samples given
+    these prompts and this base pool, sqrt(sum_p se_p^2) / P with se_p the jackknife over
+    prompt p's policy pool (the sample standard error for KL) -- for comparing with a
+    prediction computed on the same prompts and base pool.
+    """
+    choice(noise, "noise", NOISES)
     if policy.log_ratios is None:
         raise ValueError("the policy pool needs log_ratios (sample it with a reference model)")
     a, b = policy.rewards, base.rewards
@@ -165,13 +209,23 @@ def evaluate_pools(
                     f"{b.shape[1]}"
                 )
     ratios = policy.log_ratios
-    kl = _average(ratios.mean(1), lambda: float(ratios[0].std(ddof=1) / np.sqrt(ratios.shape[1])))
+    if noise == "policy":
+        if a.shape[1] < 2:
+            raise ValueError("noise='policy' needs at least 2 policy samples per prompt")
+        kl = _conditional(ratios.mean(1), ratios.std(1, ddof=1) / np.sqrt(ratios.shape[1]))
+    else:
+        kl = _average(
+            ratios.mean(1), lambda: float(ratios[0].std(ddof=1) / np.sqrt(ratios.shape[1]))
+        )
 
     def win(proc: OrderStatistic) -> Estimate:
         def stat(x: np.ndarray, y: np.ndarray) -> float:
             return pool_win_rate(x, y, proc)
 
         per = np.array([stat(x, y) for x, y in zip(a, b, strict=True)])
+        if noise == "policy":
+            se = [_jackknife(stat, x, y, base=False) for x, y in zip(a, b, strict=True)]
+            return _conditional(per, np.array(se))
         return _average(per, lambda: _jackknife(stat, a[0], b[0]))
 
     return PoolEvaluation(

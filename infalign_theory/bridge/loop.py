@@ -18,6 +18,13 @@ computes. The choices, and where they depart from PPO and GRPO:
   unbiased single-sample KL estimate whose score-function gradient is the KL's gradient.
   (PPO spreads a per-token KL over a learned value function; GRPO adds a per-token KL
   estimator to the loss, whose gradient is not that of the KL of the sampled policy.)
+* **The exact KL where it is cheap.** With a trained output layer on a frozen trunk
+  (:mod:`.head`), the exact per-position KL :math:`k_t = \mathrm{KL}(\pi(\cdot|y_{<t})\,\|\,
+  \pi_{\rm ref}(\cdot|y_{<t}))` comes with every sample, and the loss is
+  :math:`-\sum_t A_t \log\pi(y_t|y_{<t}) + \beta \sum_t k_t` with
+  :math:`A_t = \Phi(\hat C) - \beta\sum_{s>t} k_s` minus its leave-one-out baseline: the
+  same gradient of J in expectation (the KL's own gradient at each prefix, plus the score of
+  each token times the KL still to come), without the sampling noise of the log-ratio.
 * **Leave-one-out baseline, no critic.** The advantage is
   :math:`A_i = R_i - \frac{1}{G-1}\sum_{j\ne i} R_j` over the G completions of the same
   prompt (RLOO; Ahmadian et al., arXiv 2402.14740): independent of :math:`y_i`, so the
@@ -57,8 +64,9 @@ from .._validate import choice, integer, positive_finite
 from ..calibration import ESTIMATORS
 from ..transforms import Transform
 from .ctrl import Calibrator, check_transform, reference_rewards, transformed
+from .head import rollout_logprobs, tilted_head
 from .rewards import Reward, score
-from .rollout import sample, sequence_logprobs
+from .rollout import sample
 
 SCHEDULES = ("constant", "linear")
 
@@ -177,6 +185,12 @@ def check_run_dir(folder: Path, identity: dict[str, Any]) -> None:
         write_atomic(meta, json.dumps(identity, indent=1))
 
 
+def _leave_one_out(returns: torch.Tensor, group: int) -> torch.Tensor:
+    """Returns minus the mean of the other members of their group (rows come in groups)."""
+    g = returns.reshape(-1, group, *returns.shape[1:])
+    return (g - (g.sum(1, keepdim=True) - g) / (group - 1)).reshape(returns.shape)
+
+
 class CTRLTrainer:
     """Train ``model`` in place with InfAlign-CTRL toward the tilt of its initial self.
 
@@ -278,7 +292,11 @@ class CTRLTrainer:
         ckpt = self.run_dir / "checkpoint.pt"
         if ckpt.exists():
             state = torch.load(ckpt, map_location=self.device, weights_only=False)
-            self.policy.load_state_dict(state["policy"])
+            missing, unexpected = self.policy.load_state_dict(state["policy"], strict=False)
+            if unexpected or set(missing) & set(self._trainable_names()):
+                raise ValueError(
+                    f"checkpoint {str(ckpt)!r} does not hold this model's trainable parameters"
+                )
             self.optimizer.load_state_dict(state["optimizer"])
             self.generator.set_state(state["generator"].cpu())
             self.step_count = int(state["step"])
@@ -290,11 +308,12 @@ class CTRLTrainer:
         )
 
     def save(self) -> None:
-        """Write ``checkpoint.pt`` atomically (policy, optimiser, sampler state, history)."""
+        """Write ``checkpoint.pt`` atomically: trainable parameters, optimiser, sampler, history."""
         if self.run_dir is None:
             return
-        state = {
-            "policy": self.policy.state_dict(),
+        names = set(self._trainable_names())
+        state = {  # the frozen weights are the reference's: only what training changes
+            "policy": {k: v for k, v in self.policy.state_dict().items() if k in names},
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "step": self.step_count,
@@ -303,6 +322,9 @@ class CTRLTrainer:
         tmp = self.run_dir / "checkpoint.pt.tmp"
         torch.save(state, tmp)
         os.replace(tmp, self.run_dir / "checkpoint.pt")
+
+    def _trainable_names(self) -> list[str]:
+        return [name for name, p in self.policy.named_parameters() if p.requires_grad]
 
     # ------------------------------------------------------------------- calibration
     def calibrate(self) -> Calibrator:
@@ -351,20 +373,24 @@ class CTRLTrainer:
             max_new_tokens=cfg.max_new_tokens,
             generator=self.generator,
             stop_at_eos=cfg.stop_at_eos,
+            keep_hidden=tilted_head(self.policy) is not None,
         )
         raw = score(self.reward, texts, roll.completions)
         cal = calibrator(idx, raw)
         phi = transformed(self.transform, cal)
 
-        logp = sequence_logprobs(self.policy, roll)
-        with torch.no_grad():
-            logp_ref = sequence_logprobs(self.reference, roll)
-        log_ratio = logp.detach() - logp_ref
-        total = torch.as_tensor(phi, dtype=torch.float32, device=self.device) - cfg.beta * log_ratio
-        group = total.view(-1, cfg.group_size)
-        baseline = (group.sum(1, keepdim=True) - group) / (cfg.group_size - 1)
-        advantage = (group - baseline).view(-1)
-        loss = -(advantage * logp).mean()
+        lp = rollout_logprobs(self.policy, self.reference, roll)
+        logp = lp.policy.sum(-1)
+        log_ratio = logp.detach() - lp.reference.sum(-1)
+        reward = torch.as_tensor(phi, dtype=torch.float32, device=self.device)
+        if lp.kl is None:  # the KL enters through the sequence's log-ratio
+            advantage = _leave_one_out(reward - cfg.beta * log_ratio, cfg.group_size)
+            loss = -(advantage * logp).mean()
+        else:  # exact per-position KL: its own gradient, and the KL still to come as reward
+            kl_now = lp.kl.detach()
+            to_come = kl_now.flip(-1).cumsum(-1).flip(-1) - kl_now  # sum over s > t, (B, T)
+            advantage = _leave_one_out(reward[:, None] - cfg.beta * to_come, cfg.group_size)
+            loss = (-(advantage * lp.policy).sum(-1) + cfg.beta * lp.kl.sum(-1)).mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"step {self.step_count + 1}: the loss is {float(loss.detach())} (a "
@@ -394,6 +420,7 @@ class CTRLTrainer:
             "calibrated": float(cal.mean()),
             "transformed": float(phi.mean()),
             "kl": kl,
+            **({} if lp.kl is None else {"kl_tokens": float(lp.kl.detach().sum(-1).mean())}),
             "objective": float(phi.mean()) - cfg.beta * kl,
             "loss": float(loss.detach()),
             "learning_rate": float(self.optimizer.param_groups[0]["lr"]),

@@ -1,0 +1,137 @@
+r"""A policy that trains only a correction to the output layer, on the frozen base model's trunk.
+
+With the trunk (embeddings and transformer blocks) frozen, the policy and the reference share
+every hidden state, and differ only in the output layer:
+
+.. math:: \text{logits}_\pi(h) = W h + U D \hat h/\sqrt{r} + b, \qquad
+          \text{logits}_{\rm ref}(h) = W h,
+
+with W the base model's output layer, :math:`\hat h = h/\mathrm{rms}(h)`, D (r x hidden),
+U (vocabulary x r) and b
+trainable, U and b zero at the start (so the policy starts as the base). The sampler already
+computes h for every generated token, so the policy's log-probabilities with their gradient,
+the reference's log-probabilities and the exact per-token KL all follow from the sampled
+hidden states through two output layers -- no second pass through the trunk, for the policy
+or the reference. This is what makes CTRL on SmolLM2-135M converge on two CPU cores
+(``experiments/bridge_converge.py`` measures it); the policy can still represent any
+context-dependent reweighting of next tokens that is linear in the trunk's features, which
+is the form of the optimal tilt's per-token factor
+:math:`\pi^*(y_t|y_{<t}) = \pi_{\rm ref}(y_t|y_{<t})\, V(y_{\le t}) / V(y_{<t})` when
+:math:`\log V` is linear in them.
+
+:func:`attach_tilted_head` installs it; :func:`rollout_logprobs` is the one place where the
+training loop and the evaluation choose between this shortcut and full forward passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel
+
+from .._validate import integer
+from .rollout import Rollout, token_logprobs
+
+
+class TiltedHead(torch.nn.Module):
+    """The frozen output layer ``base`` plus a trainable low-rank correction and bias."""
+
+    def __init__(self, base: torch.nn.Module, hidden: int, vocab: int, rank: int) -> None:
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.down = torch.nn.Linear(hidden, rank, bias=False)
+        self.up = torch.nn.Linear(rank, vocab, bias=True)
+        with torch.no_grad():
+            torch.nn.init.normal_(self.down.weight, std=hidden**-0.5)
+            self.up.weight.zero_()
+            self.up.bias.zero_()
+
+    def delta(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The correction U(D h/rms(h))/sqrt(rank) + b added to the base logits.
+
+        The features D h/rms(h) have unit scale whatever the trunk's states, and the
+        1/sqrt(rank) makes a step of U of a given size move a logit as much as the same step
+        of b: Adam moves every parameter by about the learning rate, so without it the many
+        entries of U, most of them driven by noise alone, would move the logits rank times
+        more than the bias and the policy would drift away from the base at no gain.
+        """
+        unit = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + 1e-12)
+        return self.up(self.down(unit) * self.down.out_features**-0.5)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Policy logits W h + U(D h) + b."""
+        return self.base(hidden) + self.delta(hidden)
+
+
+def attach_tilted_head(model: PreTrainedModel, rank: int = 16, *, seed: int = 0) -> PreTrainedModel:
+    """Freeze ``model`` and make its output layer a :class:`TiltedHead` (in place; returned).
+
+    ``rank`` (>= 1) is the rank of the correction; ``seed`` fixes D's initial weights.
+    """
+    rank = integer(rank, "rank", 1)
+    base = model.get_output_embeddings()
+    if isinstance(base, TiltedHead):
+        raise ValueError("model already has a tilted head")
+    if base is None or not hasattr(base, "weight"):
+        raise ValueError("model has no linear output layer to attach a tilted head to")
+    vocab, hidden = base.weight.shape
+    model.requires_grad_(False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = TiltedHead(base, hidden, vocab, rank)
+    model.set_output_embeddings(head.to(base.weight.device))
+    return model
+
+
+def tilted_head(model: PreTrainedModel) -> TiltedHead | None:
+    """The model's :class:`TiltedHead`, or None when its output layer is an ordinary one."""
+    head = model.get_output_embeddings()
+    return head if isinstance(head, TiltedHead) else None
+
+
+@dataclass(frozen=True)
+class TokenLogProbs:
+    """Per-position log-probabilities of a rollout's completions, shape (B, T), 0 past the end.
+
+    ``policy`` is differentiable when grad is enabled, ``reference`` is not; ``kl`` is the
+    exact KL(pi(.|prefix) || pi_ref(.|prefix)) at each position (differentiable), or None
+    where it is not cheap.
+    """
+
+    policy: torch.Tensor
+    reference: torch.Tensor
+    kl: torch.Tensor | None
+
+
+def rollout_logprobs(
+    policy: PreTrainedModel, reference: PreTrainedModel, rollout: Rollout
+) -> TokenLogProbs:
+    """Log pi and log pi_ref of each sampled token and, where cheap, the exact per-token KL.
+
+    Summed over positions, ``kl`` is the chain-rule KL of the completion: an unbiased
+    estimate of KL(pi || pi_ref) with less variance than the log-ratio.
+
+    With a :class:`TiltedHead` on ``policy`` and the hidden states kept by the sampler, all
+    three come from the hidden states (the trunks are the same frozen weights; ``reference``
+    is then not run). Otherwise both models run a forward pass over the rollout, and ``kl``
+    is None.
+    """
+    mask = rollout.completion_mask  # (B, T)
+    head = tilted_head(policy)
+    if head is None or rollout.hidden is None:
+        logp = token_logprobs(policy, rollout)
+        with torch.no_grad():
+            logp_ref = token_logprobs(reference, rollout)
+        return TokenLogProbs(logp, logp_ref, None)
+    tokens = rollout.input_ids[:, -mask.shape[1] :]  # (B, T)
+    hidden = rollout.hidden  # (B, T, H), detached
+    with torch.no_grad():
+        base = head.base(hidden).float()  # (B, T, V)
+        base_logp = torch.log_softmax(base, dim=-1)
+        logp_ref = base_logp.gather(-1, tokens[..., None]).squeeze(-1) * mask
+    logits = base + head.delta(hidden).float()
+    pol_logp = torch.log_softmax(logits, dim=-1)  # (B, T, V)
+    logp = pol_logp.gather(-1, tokens[..., None]).squeeze(-1) * mask
+    kl = (pol_logp.exp() * (pol_logp - base_logp)).sum(-1) * mask  # (B, T)
+    return TokenLogProbs(logp, logp_ref, kl)

@@ -1,0 +1,172 @@
+"""The tilted output layer on a frozen trunk, and the training loss that uses its exact KL.
+
+The reference for the loss is exact enumeration on the toy: every completion's probability
+under the policy and the base, so J = E_pi[Phi] - beta KL and its gradient are finite sums.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import infalign_theory as ia  # noqa: E402
+from infalign_theory.bridge import (  # noqa: E402
+    Calibrator,
+    CTRLConfig,
+    CTRLTrainer,
+    make_toy,
+    sample,
+    sequence_logprobs,
+    tiny_model,
+    word_tokenizer,
+)
+from infalign_theory.bridge.head import (  # noqa: E402
+    TiltedHead,
+    attach_tilted_head,
+    rollout_logprobs,
+)
+from infalign_theory.bridge.loop import _leave_one_out  # noqa: E402
+from infalign_theory.bridge.rollout import Rollout  # noqa: E402
+
+
+def _perturbed(model, seed=3, scale=0.5):
+    """A tilted-head copy of ``model`` whose correction is not zero."""
+    policy = attach_tilted_head(copy.deepcopy(model), rank=4, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in policy.get_output_embeddings().parameters():
+            if p.requires_grad:
+                p.add_(scale * torch.randn(p.shape, generator=gen))
+    return policy
+
+
+def test_attach_freezes_the_trunk_and_starts_at_the_base():
+    tok = word_tokenizer(["a", "b", "c"], eos=True)
+    model = tiny_model(len(tok), init_scale=0.3, eos_token_id=tok.eos_token_id, seed=1)
+    policy = attach_tilted_head(copy.deepcopy(model), rank=3)
+    trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("lm_head.") and ".base." not in n for n in trainable)
+    roll = sample(policy, tok, ["<s> a", "<s> b b"] * 3, max_new_tokens=4,
+                  generator=torch.Generator().manual_seed(0), keep_hidden=True)  # fmt: skip
+    with torch.no_grad():
+        assert torch.allclose(sequence_logprobs(policy, roll), sequence_logprobs(model, roll))
+    with pytest.raises(ValueError, match="already has a tilted head"):
+        attach_tilted_head(policy)
+    with pytest.raises(ValueError, match="rank must be an integer >= 1"):
+        attach_tilted_head(copy.deepcopy(model), rank=0)
+
+
+def test_hidden_route_equals_full_forward_passes():
+    # same log-probabilities from the kept hidden states as from forward passes of both models,
+    # and the per-position KL equals the KL of the two next-token distributions
+    tok = word_tokenizer(["a", "b", "c", "d"], eos=True)
+    model = tiny_model(len(tok), init_scale=0.3, eos_token_id=tok.eos_token_id, seed=1)
+    policy = _perturbed(model)
+    prompts = ["<s> a", "<s> b c", "<s> d"] * 4  # repeated prompts share their encoding
+    roll = sample(policy, tok, prompts, max_new_tokens=5,
+                  generator=torch.Generator().manual_seed(0), keep_hidden=True)  # fmt: skip
+    with torch.no_grad():
+        lp = rollout_logprobs(policy, model, roll)
+        assert torch.allclose(lp.policy.sum(-1), sequence_logprobs(policy, roll), atol=1e-5)
+        assert torch.allclose(lp.reference.sum(-1), sequence_logprobs(model, roll), atol=1e-5)
+        assert torch.allclose(lp.policy.sum(-1), roll.logprobs, atol=1e-5)
+        # the KL at each position from full next-token distributions of both models
+        t = roll.completion_mask.shape[1]
+        positions = (roll.attention_mask.cumsum(-1) - 1).clamp(min=0)  # left padding
+        kw = {"input_ids": roll.input_ids, "attention_mask": roll.attention_mask,
+              "position_ids": positions}  # fmt: skip
+        p_logits = policy(**kw).logits[:, -t - 1 : -1]
+        q_logits = model(**kw).logits[:, -t - 1 : -1]
+        p, q = torch.log_softmax(p_logits, -1), torch.log_softmax(q_logits, -1)
+        kl = (p.exp() * (p - q)).sum(-1) * roll.completion_mask
+        assert torch.allclose(lp.kl, kl, atol=1e-5)
+    without = sample(policy, tok, prompts, max_new_tokens=5,
+                     generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert without.hidden is None
+    assert rollout_logprobs(policy, model, without).kl is None
+
+
+def _enumerated(toy, policy):
+    """Every completion of the toy as a rollout with the policy's hidden states kept."""
+    roll = toy.rollout
+    states = []
+    head = policy.get_output_embeddings()
+    hook = head.register_forward_pre_hook(lambda _m, args: states.append(args[0]))
+    try:
+        with torch.no_grad():
+            policy(input_ids=roll.input_ids, attention_mask=roll.attention_mask)
+    finally:
+        hook.remove()
+    hidden = states[0][:, :-1]  # the state before each completion token, (B, T, H)
+    return Rollout(roll.input_ids, roll.attention_mask, roll.completion_mask,
+                   roll.logprobs, roll.completions, hidden)  # fmt: skip
+
+
+def test_exact_kl_loss_is_an_unbiased_gradient_of_the_objective():
+    # E_{y ~ pi}[grad of the per-sample loss] = -grad J, with J = E_pi[Phi] - beta KL computed
+    # by enumerating all 64 completions of the toy (the leave-one-out baseline has mean zero)
+    toy = make_toy(init_scale=0.3, seed=0)
+    policy = _perturbed(toy.model, seed=5, scale=0.3)
+    beta = 0.3
+    phi = torch.as_tensor(toy.rewards / toy.length, dtype=torch.float32)  # any reward will do
+    roll = _enumerated(toy, policy)
+    params = [p for p in policy.parameters() if p.requires_grad]
+
+    lp = rollout_logprobs(policy, toy.model, roll)
+    logp = lp.policy.sum(-1)
+    weights = torch.softmax(logp, 0)  # pi(y) over the enumeration (sums to one)
+    objective = (weights * (phi - beta * (logp - lp.reference.sum(-1)))).sum()
+    exact = torch.autograd.grad(objective, params)
+
+    lp = rollout_logprobs(policy, toy.model, roll)
+    kl_now = lp.kl.detach()
+    to_come = kl_now.flip(-1).cumsum(-1).flip(-1) - kl_now
+    advantage = phi[:, None] - beta * to_come
+    per_sample = -(advantage * lp.policy).sum(-1) + beta * lp.kl.sum(-1)
+    surrogate = (weights.detach() * per_sample).sum()
+    estimate = torch.autograd.grad(surrogate, params)
+    for g, e in zip(exact, estimate, strict=True):
+        assert torch.allclose(-e, g, atol=1e-5, rtol=1e-4)
+    assert max(float(g.abs().max()) for g in exact) > 1e-3  # not a vacuous comparison
+
+
+def test_leave_one_out_baseline():
+    returns = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 9.0]])
+    got = _leave_one_out(returns, 2)
+    expected = torch.tensor([[-2.0, -2.0], [2.0, 2.0], [-2.0, -3.0], [2.0, 3.0]])
+    assert torch.equal(got, expected)
+
+
+def test_training_with_a_tilted_head_resumes_bit_for_bit(tmp_path):
+    toy = make_toy(init_scale=0.3, seed=0)
+    law = toy.law()
+
+    def run(steps, folder):
+        policy = attach_tilted_head(copy.deepcopy(toy.model), rank=2)
+        cfg = CTRLConfig(beta=0.5, steps=steps, prompts_per_step=1, group_size=8,
+                         max_new_tokens=toy.length, learning_rate=1e-2, stop_at_eos=False,
+                         checkpoint_every=1)  # fmt: skip
+        trainer = CTRLTrainer(policy, toy.tokenizer, ["<s>"], toy.reward, ia.Identity(), cfg,
+                              reference=toy.model, calibrator=Calibrator.exact([law]),
+                              run_dir=folder, progress=False)  # fmt: skip
+        trainer.train()
+        return policy, trainer
+
+    whole, trainer = run(4, tmp_path / "whole")
+    assert all("kl_tokens" in h for h in trainer.history)
+    run(2, tmp_path / "part")
+    # the checkpoint holds only what training changes
+    state = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)
+    assert set(state["policy"]) == {"lm_head.down.weight", "lm_head.up.weight", "lm_head.up.bias"}
+    cfg_dir = tmp_path / "part"
+    (cfg_dir / "config.json").write_text(
+        (tmp_path / "whole" / "config.json").read_text()
+    )  # same run, more steps
+    resumed, _ = run(4, cfg_dir)
+    for a, b in zip(whole.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert isinstance(resumed.get_output_embeddings(), TiltedHead)
