@@ -21,6 +21,7 @@ law under the base. Averaged over prompts, the KL and the win rates of the polic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,122 @@ def align_prompts(
         win_rate=out[1],
         standard_win_rate=out[2],
     )
+
+
+def _average_kl(
+    laws: Sequence[RewardLaw], transform: Transform, beta: float, w: np.ndarray
+) -> float:
+    return float(sum(wx * kl(tilt(transform, beta, law)) for law, wx in zip(laws, w, strict=True)))
+
+
+def shared_beta_for_kl(
+    laws: Sequence[RewardLaw], transform: Transform, kl_target: float, *, weights: Any = None
+) -> float:
+    r"""The one beta at which calibrated KL-RL by ``transform`` has average KL ``kl_target``.
+
+    Solves :math:`\sum_x w_x \mathrm{KL}_x(\beta) = \text{kl\_target}` (each KL decreases in
+    beta) by Brent's method on log beta, to a relative KL of 1e-10.
+
+    Raises
+    ------
+    ValueError
+        When the target is not positive or is out of reach: above the prompt-averaged limit as
+        beta -> 0 (on discrete laws, :func:`~infalign_theory.curves.kl_limit` of each prompt).
+    """
+    from scipy import optimize
+
+    from .curves import beta_for_kl, kl_limit
+
+    if not laws or not all(isinstance(law, DiscreteLaw | ContinuousLaw) for law in laws):
+        raise ValueError("laws must be a non-empty sequence of DiscreteLaw or ContinuousLaw")
+    if not isinstance(transform, Transform):
+        raise ValueError(f"transform must be a Transform, got {transform!r}")
+    target = float(kl_target)
+    if not (math.isfinite(target) and target > 0.0):
+        raise ValueError(f"kl_target must be a finite number > 0, got {kl_target!r}")
+    w = _weights(weights, len(laws))
+    if all(isinstance(law, DiscreteLaw) for law in laws):
+        limit = float(sum(wx * kl_limit(transform, law) for law, wx in zip(laws, w, strict=True)))
+        if not target < limit:
+            raise ValueError(
+                f"kl_target must be in (0, {limit:.12g}) for {transform.name} on these prompts "
+                f"(the prompt-averaged limit as beta -> 0), got {kl_target!r}"
+            )
+    # every prompt's own beta for the target brackets the shared one (where reachable)
+    own = []
+    for law in laws:
+        try:
+            own.append(math.log(beta_for_kl(transform, target, law=law)))
+        except ValueError:
+            continue  # this prompt cannot reach the target alone; others make up for it
+    if not own:
+        raise ValueError(f"kl_target = {target!r} is out of reach for every prompt")
+    lo, hi = min(own), max(own)
+
+    def gap(x: float) -> float:
+        return math.log(_average_kl(laws, transform, math.exp(x), w)) - math.log(target)
+
+    while gap(lo) < 0.0:  # pragma: no cover - only when some prompts cannot reach the target
+        lo -= 2.0
+        if lo < -690.0:
+            raise ValueError(f"kl_target = {target!r} is out of reach for {transform.name}")
+    while gap(hi) > 0.0:
+        hi += 2.0
+    if gap(lo) == 0.0:
+        return math.exp(lo)
+    return math.exp(optimize.brentq(gap, lo, hi, xtol=1e-13, rtol=4 * np.finfo(float).eps))
+
+
+def best_shared_exponent(
+    laws: Sequence[RewardLaw],
+    procedure: OrderStatistic,
+    kl_target: float,
+    *,
+    weights: Any = None,
+) -> tuple[float, float]:
+    """The exponent t whose exponential transform maximises the prompt-averaged W_T at a KL.
+
+    One beta for all prompts (:func:`shared_beta_for_kl`) at each t; a scan of |t| over
+    [0.01, 1e4] on a log grid, refined by bounded scalar maximisation around the best grid
+    point. The sign of t follows the procedure (t > 0 for Best-of-N). Exponents whose tilts
+    cannot reach the KL are skipped. Returns ``(t, win_rate)``.
+    """
+    from scipy import optimize
+
+    from .transforms import Exponential
+
+    if not isinstance(procedure, OrderStatistic):
+        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    sign = 1.0 if 2 * procedure.k > procedure.n else -1.0
+    w = _weights(weights, len(laws))
+
+    def value(x: float) -> float:
+        tr = Exponential(sign * math.exp(x))
+        try:
+            beta = shared_beta_for_kl(laws, tr, kl_target, weights=w)
+        except ValueError:
+            return -1.0
+        return float(
+            sum(
+                wx * win_rate(tilt(tr, beta, law), procedure)
+                for law, wx in zip(laws, w, strict=True)
+            )
+        )
+
+    logs = np.linspace(math.log(0.01), math.log(1e4), 31)
+    values = [value(float(x)) for x in logs]
+    i = int(np.argmax(values))
+    if values[i] < 0.0:
+        raise ValueError(f"kl_target = {kl_target!r} is out of reach for every exponent")
+    res = optimize.minimize_scalar(
+        lambda x: -value(x),
+        bounds=(logs[max(i - 1, 0)], logs[min(i + 1, logs.size - 1)]),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
+    if -res.fun >= values[i]:
+        return sign * math.exp(res.x), float(-res.fun)
+    return sign * math.exp(float(logs[i])), float(values[i])
 
 
 def frontier_gap(frontier: TradeoffCurve, other: TradeoffCurve) -> np.ndarray:

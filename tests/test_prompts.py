@@ -88,3 +88,61 @@ def test_monotone_distortion_leaves_calibrated_alignment_unchanged():
 def test_bad_arguments(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def _direct(values, probs, transform, beta):
+    """KL and Best-of-4 win rate of the calibrated tilt, by plain sums (ties: level midpoints)."""
+    v, inv = np.unique(np.asarray(values, float), return_inverse=True)
+    q = np.bincount(inv, weights=np.asarray(probs, float))
+    upper = np.cumsum(q)
+    mid = upper - q / 2
+    w = q * np.exp((np.asarray(transform(mid), float) - np.max(transform(mid))) / beta)
+    p = w / w.sum()
+    kl_value = float(np.sum(p * np.log(p / q)))
+    cp, cq = np.cumsum(p), np.cumsum(q)
+    gp, gq = cp**4, cq**4
+    dp, dq = np.diff(gp, prepend=0.0), np.diff(gq, prepend=0.0)
+    gq_below = gq - dq
+    win = float(np.sum(dp * (gq_below + dq / 2)))
+    return kl_value, win
+
+
+def test_shared_beta_meets_the_average_kl():
+    from infalign_theory.prompts import shared_beta_for_kl
+
+    laws = [
+        ([0.0, 0.0, 1.0, 2.0, 3.0], [0.2] * 5),
+        ([5.0, 1.0, 1.0, 1.0], [0.25] * 4),
+        ([0.0, 1.0, 2.0, 3.0, 4.0, 5.0], [0.3, 0.1, 0.1, 0.2, 0.2, 0.1]),
+    ]
+    objs = [ia.DiscreteLaw(v, p) for v, p in laws]
+    for tr in (ia.Identity(), ia.Exponential(8.0)):
+        beta = shared_beta_for_kl(objs, tr, 0.3)
+        kls = [_direct(v, p, tr, beta)[0] for v, p in laws]
+        assert np.mean(kls) == pytest.approx(0.3, rel=1e-9)
+    # one prompt: the ordinary beta for that KL
+    one = shared_beta_for_kl(objs[:1], ia.Identity(), 0.2)
+    assert one == pytest.approx(ia.beta_for_kl(ia.Identity(), 0.2, law=objs[0]), rel=1e-8)
+    with pytest.raises(ValueError, match="kl_target must be in"):
+        shared_beta_for_kl(objs, ia.Identity(), 5.0)
+    with pytest.raises(ValueError, match="kl_target must be a finite number > 0"):
+        shared_beta_for_kl(objs, ia.Identity(), -1.0)
+
+
+def test_best_shared_exponent_beats_every_other_exponent():
+    from infalign_theory.prompts import best_shared_exponent, shared_beta_for_kl
+
+    laws = [([0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0], [1 / 7] * 7), ([0.0, 1.0, 2.0], [0.5, 0.3, 0.2])]
+    objs = [ia.DiscreteLaw(v, p) for v, p in laws]
+    t, w = best_shared_exponent(objs, ia.best_of(4), 0.4)
+    assert t > 0
+
+    def direct(t_):
+        tr = ia.Exponential(t_)
+        beta = shared_beta_for_kl(objs, tr, 0.4)
+        return np.mean([_direct(v, p, tr, beta)[1] for v, p in laws])
+
+    assert w == pytest.approx(direct(t), abs=1e-9)
+    for other in (0.5, 2.0, 0.5 * t, 2.0 * t, 30.0):
+        assert direct(other) <= w + 1e-9
+    assert w > direct(1e-6) + 1e-3  # it gains over the identity (t -> 0)
