@@ -1,23 +1,26 @@
 r"""A policy that trains only a correction to the output layer, on the frozen base model's trunk.
 
 With the trunk (embeddings and transformer blocks) frozen, the policy and the reference share
-every hidden state, and differ only in the output layer:
+every hidden state h, and differ only in what reaches the output layer W:
 
-.. math:: \text{logits}_\pi(h) = W h + U D \hat h/\sqrt{r} + b, \qquad
-          \text{logits}_{\rm ref}(h) = W h,
+.. math:: \text{logits}_\pi(h) = W\big(h + \mathrm{rms}(h)\,(U D \hat h/\sqrt{r} + c)\big),
+          \qquad \text{logits}_{\rm ref}(h) = W h,
 
-with W the base model's output layer, :math:`\hat h = h/\mathrm{rms}(h)`, D (r x hidden),
-U (vocabulary x r) and b
-trainable, U and b zero at the start (so the policy starts as the base). The sampler already
-computes h for every generated token, so the policy's log-probabilities with their gradient,
-the reference's log-probabilities and the exact per-token KL all follow from the sampled
-hidden states through two output layers -- no second pass through the trunk, for the policy
-or the reference. This is what makes CTRL on SmolLM2-135M converge on two CPU cores
-(``experiments/bridge_converge.py`` measures it); the policy can still represent any
-context-dependent reweighting of next tokens that is linear in the trunk's features, which
-is the form of the optimal tilt's per-token factor
-:math:`\pi^*(y_t|y_{<t}) = \pi_{\rm ref}(y_t|y_{<t})\, V(y_{\le t}) / V(y_{<t})` when
-:math:`\log V` is linear in them.
+with :math:`\hat h = h/\mathrm{rms}(h)`, D (r x hidden), U (hidden x r) and c trainable, U and
+c zero at the start (so the policy starts as the base). The sampler already computes h for
+every generated token, so the policy's log-probabilities with their gradient, the reference's
+log-probabilities and the exact per-token KL all follow from the sampled hidden states
+through the output layer -- no second pass through the trunk, for the policy or the
+reference. This is what makes CTRL on SmolLM2-135M converge on two CPU cores
+(``experiments/bridge_converge.py`` measures it).
+
+The correction lives in the hidden space, not on the vocabulary: a completion that gains from
+"great" moves h toward W's row for "great", and so toward the rows of the words near it
+("good", "love"). Every sample then informs every parameter, where a per-token correction
+would learn each word's logit from the few samples that contain it -- and an optimiser that
+normalises each parameter's step (Adam) would move the logits of the many words that no
+sample contains by about the learning rate each step, a drift away from the base that buys
+nothing.
 
 :func:`attach_tilted_head` installs it; :func:`rollout_logprobs` is the one place where the
 training loop and the evaluation choose between this shortcut and full forward passes.
@@ -35,33 +38,31 @@ from .rollout import Rollout, token_logprobs
 
 
 class TiltedHead(torch.nn.Module):
-    """The frozen output layer ``base`` plus a trainable low-rank correction and bias."""
+    """The frozen output layer ``base`` applied to the hidden state plus a trainable shift."""
 
-    def __init__(self, base: torch.nn.Module, hidden: int, vocab: int, rank: int) -> None:
+    def __init__(self, base: torch.nn.Module, hidden: int, rank: int) -> None:
         super().__init__()
         self.base = base.requires_grad_(False)
         self.down = torch.nn.Linear(hidden, rank, bias=False)
-        self.up = torch.nn.Linear(rank, vocab, bias=True)
+        self.up = torch.nn.Linear(rank, hidden, bias=True)
         with torch.no_grad():
             torch.nn.init.normal_(self.down.weight, std=hidden**-0.5)
             self.up.weight.zero_()
             self.up.bias.zero_()
 
-    def delta(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The correction U(D h/rms(h))/sqrt(rank) + b added to the base logits.
+    def shift(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The shift rms(h) (U D h/rms(h) / sqrt(rank) + c) added to the hidden state.
 
-        The features D h/rms(h) have unit scale whatever the trunk's states, and the
-        1/sqrt(rank) makes a step of U of a given size move a logit as much as the same step
-        of b: Adam moves every parameter by about the learning rate, so without it the many
-        entries of U, most of them driven by noise alone, would move the logits rank times
-        more than the bias and the policy would drift away from the base at no gain.
+        In units of the state's own scale, so that a step of the parameters moves the logits
+        by the same amount whatever the trunk's scale; the 1/sqrt(rank) keeps a step of U
+        as large as a step of c.
         """
-        unit = hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + 1e-12)
-        return self.up(self.down(unit) * self.down.out_features**-0.5)
+        rms = torch.sqrt(hidden.pow(2).mean(-1, keepdim=True) + 1e-12)
+        return rms * self.up(self.down(hidden / rms) * self.down.out_features**-0.5)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Policy logits W h + U(D h) + b."""
-        return self.base(hidden) + self.delta(hidden)
+        """Policy logits W (h + shift(h))."""
+        return self.base(hidden + self.shift(hidden))
 
 
 def attach_tilted_head(model: PreTrainedModel, rank: int = 16, *, seed: int = 0) -> PreTrainedModel:
@@ -75,11 +76,11 @@ def attach_tilted_head(model: PreTrainedModel, rank: int = 16, *, seed: int = 0)
         raise ValueError("model already has a tilted head")
     if base is None or not hasattr(base, "weight"):
         raise ValueError("model has no linear output layer to attach a tilted head to")
-    vocab, hidden = base.weight.shape
+    hidden = base.weight.shape[1]
     model.requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head = TiltedHead(base, hidden, vocab, rank)
+        head = TiltedHead(base, hidden, rank)
     model.set_output_embeddings(head.to(base.weight.device))
     return model
 
@@ -130,7 +131,7 @@ def rollout_logprobs(
         base = head.base(hidden).float()  # (B, T, V)
         base_logp = torch.log_softmax(base, dim=-1)
         logp_ref = base_logp.gather(-1, tokens[..., None]).squeeze(-1) * mask
-    logits = base + head.delta(hidden).float()
+    logits = head(hidden).float()
     pol_logp = torch.log_softmax(logits, dim=-1)  # (B, T, V)
     logp = pol_logp.gather(-1, tokens[..., None]).squeeze(-1) * mask
     kl = (pol_logp.exp() * (pol_logp - base_logp)).sum(-1) * mask  # (B, T)

@@ -69,6 +69,7 @@ from .rewards import Reward, score
 from .rollout import sample
 
 SCHEDULES = ("constant", "linear")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,12 @@ class CTRLConfig:
     max_new_tokens : int
         Completion length limit (>= 1).
     learning_rate : float
-        Adam's step size, > 0.
+        The optimiser's step size, > 0.
+    optimizer : {"adam", "sgd"}
+        Adam, or plain stochastic gradient descent (no momentum): SGD moves each parameter in
+        proportion to its gradient, so parameters that see only noise (the logits of tokens
+        that are almost never sampled) stay put, where Adam would move each of them by about
+        the learning rate.
     schedule : {"constant", "linear"}
         The step size stays constant, or decays linearly to 0 at ``steps``.
     max_grad_norm : float or None
@@ -108,6 +114,7 @@ class CTRLConfig:
     group_size: int = 4
     max_new_tokens: int = 16
     learning_rate: float = 1e-5
+    optimizer: str = "adam"
     schedule: str = "constant"
     max_grad_norm: float | None = 1.0
     references: int = 16
@@ -123,6 +130,7 @@ class CTRLConfig:
         integer(self.group_size, "group_size", 2)
         integer(self.max_new_tokens, "max_new_tokens", 1)
         positive_finite(self.learning_rate, "learning_rate")
+        choice(self.optimizer, "optimizer", OPTIMIZERS)
         choice(self.schedule, "schedule", SCHEDULES)
         if self.max_grad_norm is not None:
             positive_finite(self.max_grad_norm, "max_grad_norm")
@@ -257,7 +265,12 @@ class CTRLTrainer:
         trainable = trainable_params(self.policy)
         if not trainable:
             raise ValueError("model has no parameter with requires_grad=True to train")
-        self.optimizer = torch.optim.Adam(trainable, lr=config.learning_rate)
+        if config.optimizer == "adam":
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
+                trainable, lr=config.learning_rate
+            )
+        else:
+            self.optimizer = torch.optim.SGD(trainable, lr=config.learning_rate)
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
         self.step_count = 0
         self.history: list[dict[str, Any]] = []
