@@ -1,4 +1,4 @@
-"""InfAlign-CTRL on SmolLM2-135M-Instruct: measured points over the analytic Best-of-4 curves.
+"""InfAlign-CTRL on SmolLM2-135M-Instruct, evaluated on held-out prompts: does it generalise?
 
 Movie-review openers (experiments/data/movie_openers.txt, written for this project) are
 split into training and held-out prompts; the reward is VADER's compound sentiment of the
@@ -6,14 +6,19 @@ completion. For the identity and the exponential transform -- its exponent t cho
 core as the best for Best-of-4 at KL = 1 -- and for each beta of the preset (the betas at
 which the *continuous* theory reaches the preset's KL targets), a copy of the base model is
 trained with CTRL (K reference samples per training prompt), then evaluated on the held-out
-prompts: KL and the standard and Best-of-4 win rates against the base, with standard errors,
-from finite pools (``pool_win_rate``). Drawn over the analytic curves of the same transforms
-(continuous case), with, for each run, the exact optimum at its beta for the held-out
-prompts' empirical reward laws (ties and calibration from K samples included).
+prompts: KL and the standard and Best-of-4 win rates against the base, with standard errors
+across prompts, from finite pools (``pool_win_rate``). Drawn over the analytic curves of the
+same transforms (continuous case), with, for each run, the exact optimum at its beta for the
+held-out prompts' empirical reward laws (ties and calibration from K samples included).
 
-    python experiments/bridge_run.py --preset cpu   # SmolLM2 on 2 CPU cores, < 15 minutes
-    python experiments/bridge_run.py --preset gpu   # one H100, < 8 minutes
+Whether RL reaches the tilted policy at all, on the prompts it trains on, is the question of
+``experiments/bridge_converge.py`` (2 CPU cores); this script asks whether it carries over to
+prompts it never saw, which needs the whole model and a GPU:
 
+    python experiments/bridge_run.py --preset gpu     # paper_figures/fig_bridge_gpu.{png,json}
+    python experiments/bridge_run.py --preset smoke   # a minute on CPU: the wiring, no conclusion
+
+The figure and JSON are named after the preset and labelled with the device they ran on.
 Run directories (checkpoints, logs) go to --work (default .bridge_runs/<preset>); an
 interrupted run resumes where it stopped.
 """
@@ -62,21 +67,6 @@ class Preset:
 
 
 PRESETS = {
-    "cpu": Preset(
-        device="cpu",
-        train_prompts=32,
-        eval_prompts=20,
-        references=8,
-        max_new_tokens=12,
-        prompts_per_step=4,
-        group_size=4,
-        steps=20,
-        learning_rate=1e-5,
-        pool=8,
-        base_pool=16,
-        kls=(0.25, 1.0),
-        batch_size=32,
-    ),
     "smoke": Preset(  # a minute on CPU: the whole pipeline, for CI, not for conclusions
         device="cpu",
         train_prompts=4,
@@ -259,7 +249,10 @@ def plot(data: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), default="gpu",
+        help="gpu: the study (one GPU); smoke: the whole pipeline in a minute on CPU",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "paper_figures", help="output folder")
     parser.add_argument("--work", type=Path, default=None, help="run directories")
     parser.add_argument("--device", default=None, help="override the preset's device")
@@ -274,10 +267,11 @@ def main(argv: list[str] | None = None) -> Path:
     work = args.work or ROOT / ".bridge_runs" / args.preset
     data = compute(preset, work, progress=not args.no_progress)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "fig_bridge.json", data)
-    png = args.out / "fig_bridge.png"
+    name = f"fig_bridge_{args.preset}"
+    write_json(args.out / f"{name}.json", data)
+    png = args.out / f"{name}.png"
     plot(data, png)
-    print(f"wrote {png} and fig_bridge.json ({data['seconds']['total']:.0f} s)")
+    print(f"wrote {png} and {name}.json ({data['seconds']['total']:.0f} s)")
     return png
 
 

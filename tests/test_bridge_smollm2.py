@@ -63,7 +63,7 @@ def test_bridge_run_smoke_preset(tmp_path):
             "--no-progress",
         ]
     )
-    data = json.loads((tmp_path / "fig_bridge.json").read_text())
+    data = json.loads((tmp_path / "fig_bridge_smoke.json").read_text())
     assert png.exists() and png.stat().st_size > 10_000
     assert len(data["runs"]) == 2
     for run in data["runs"]:
