@@ -106,3 +106,34 @@ def test_calibration_experiments_quick(tmp_path, name):
         rows = data["smallest_k_within_half_a_point_at_kl_1"]
         assert all(r["smallest_k"] >= 1 for r in rows)
         assert [r["smallest_k"] for r in rows if r["transform"] == "identity"] == [1, 1]
+
+
+def test_bridge_converge_quick_wiring(tmp_path):
+    # the whole pipeline on the enumerable toy: base pool, exact prediction, training steps,
+    # pool evaluation and the JSON keys (a few steps: wiring, not convergence)
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    module = load("bridge_converge")
+    work = tmp_path / "work"
+    args = ["--quick", "--out", str(tmp_path), "--work", str(work), "--no-progress"]
+    png = module.main(args)
+    assert png.exists() and png.stat().st_size > 10_000
+    data = json.loads((tmp_path / "fig_bridge_converge.json").read_text())
+    assert {"runs", "procedure", "device", "threads", "seconds", "study", "acceptance"} <= set(data)
+    assert data["seconds"]["total"] > 0 and data["procedure"] == "best-of-4"
+    study = data["study"]
+    assert len(data["runs"]) == 2 * len(study["kls"])
+    for run in data["runs"]:
+        assert set(run) >= {"transform", "target_kl", "beta", "measured", "predicted"}
+        # the prediction is exact at the shared beta: its KL is the target
+        assert run["predicted"]["kl"] == pytest.approx(run["target_kl"], rel=1e-9)
+        for key in ("kl", "win_rate", "standard_win_rate"):
+            assert set(run["measured"][key]) == {"value", "se"}
+            assert math.isfinite(run["measured"][key]["value"])
+        assert len(run["training"]) == study["steps"]
+        assert "kl_tokens" in run["training"][-1]
+    for target in data["acceptance"]["targets"]:
+        assert target["predicted_gain"] > 0.0
+    # a second call reads the finished runs back instead of training again
+    again = module.compute(module.STUDIES["quick"], work, progress=False)
+    assert [r["measured"] for r in again["runs"]] == [r["measured"] for r in data["runs"]]
