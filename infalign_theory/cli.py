@@ -594,7 +594,8 @@ def _run_verify(args: argparse.Namespace) -> int:
                 print(f"{report.status} {s.name} instance {report.index}: {report.reason}")
                 print(f"  rerun: {report.command}")
         which = (
-            f"instance {args.instance}" if args.instance is not None
+            f"instance {args.instance}"
+            if args.instance is not None
             else f"{args.examples} examples each"
         )
         print(

@@ -409,8 +409,11 @@ _RULES = (16, 24)  # Gauss-Legendre nodes per panel: the answer and its error es
 
 
 def _panel_edges(dist: Any) -> np.ndarray:
-    """Reward values at the base quantiles that bound the panels (lower half by ppf, upper
-    half by isf, so that both tails are resolved to the last bit)."""
+    """Reward values at the base quantiles that bound the panels.
+
+    The lower half comes from ppf, the upper half from isf, so that both tails are resolved
+    to the last bit.
+    """
     tail = 2.0 ** -np.arange(_TAIL_DEPTH, 6, -1)  # 2^-60 ... 2^-7
     steps = np.arange(1, _QUANTILE_STEPS // 2 + 1) / _QUANTILE_STEPS  # 1/64 ... 1/2
     with np.errstate(over="ignore", under="ignore"):
@@ -419,35 +422,37 @@ def _panel_edges(dist: Any) -> np.ndarray:
     return np.unique(np.concatenate([low, high]))
 
 
+def _gauss_legendre(nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on [-1, 1], and the cumulative-integration matrix.
+
+    ``S @ y`` is the integral from -1 to each node of the polynomial interpolating y at the
+    nodes.
+    """
+    xi, wi = np.polynomial.legendre.leggauss(nodes)
+    lagrange = np.linalg.inv(np.polynomial.legendre.legvander(xi, nodes - 1))  # (N, N)
+    S = np.polynomial.legendre.legval(xi, np.polynomial.legendre.legint(lagrange, lbnd=-1.0))
+    return xi, wi, S.T
+
+
 def _reward_space_once(
     dist: Any, transform: Transform, beta: float, procedure: OrderStatistic, nodes: int
 ) -> np.ndarray:
     """(KL, W_std, W_T) of the tilt by composite Gauss-Legendre over reward-space panels."""
-    xi, wi = np.polynomial.legendre.leggauss(nodes)
+    xi, wi, S = _gauss_legendre(nodes)
     edges = _panel_edges(dist)
     a, b = edges[:-1], edges[1:]  # (P,)
     half = (b - a) / 2.0
     X = (a + b)[:, None] / 2.0 + half[:, None] * xi  # (P, N) the nodes
-    # (P, N, N): nodes of the rule on [a, X], for the policy's CDF at each node
-    Y = a[:, None, None] + (X - a[:, None])[:, :, None] * (xi + 1.0) / 2.0
-
-    def evaluate(x: np.ndarray) -> tuple[np.ndarray, ...]:
-        """log d, Phi(D)/beta, D and 1 - D at the reward values x (any shape)."""
-        flat = x.ravel()
-        with np.errstate(over="ignore", under="ignore", divide="ignore"):
-            logd, F, S = dist.logpdf(flat), dist.cdf(flat), dist.sf(flat)
-        phi = transform.pair(F, S) / beta
-        return tuple(v.reshape(x.shape) for v in (logd, phi, F, S))
-
-    logd, phi, F, S = evaluate(X)
-    logd_y, phi_y, _, _ = evaluate(Y)
-    lw, lw_y = logd + phi, logd_y + phi_y  # log of the unnormalised tilt's density
-    top = max(float(np.max(lw)), float(np.max(lw_y)))
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        logd, F, S_ = dist.logpdf(X), dist.cdf(X), dist.sf(X)
+    phi = transform.pair(F.ravel(), S_.ravel()).reshape(X.shape) / beta
+    lw = logd + phi  # log of the unnormalised tilt's density
+    top = float(np.max(lw))
     dens = np.exp(lw - top)  # (P, N), the tilt's density up to 1/Z
     mass = half * (dens @ wi)  # (P,)
     Z = float(np.sum(mass))
     before = np.concatenate([[0.0], np.cumsum(mass)[:-1]])
-    partial = (X - a[:, None]) / 2.0 * (np.exp(lw_y - top) @ wi)  # (P, N)
+    partial = half[:, None] * (dens @ S.T)  # (P, N): from the panel's lower edge to each node
     P = np.clip((before[:, None] + partial) / Z, 0.0, 1.0)  # the policy's CDF at the nodes
     f = dens / Z
     weights = half[:, None] * wi  # (P, N)
@@ -455,7 +460,7 @@ def _reward_space_once(
     w_std = float(np.sum(weights * f * F))
     k, n = procedure.k, procedure.n
     with np.errstate(divide="ignore"):
-        log_gref = special.xlogy(k - 1, F) + special.xlogy(n - k, S) - special.betaln(k, n - k + 1)
+        log_gref = special.xlogy(k - 1, F) + special.xlogy(n - k, S_) - special.betaln(k, n - k + 1)
     not_g = special.betainc(n - k + 1, k, 1.0 - P)  # 1 - g(P) = I_{1-P}(n-k+1, k)
     w_t = float(np.sum(weights * not_g * np.exp(log_gref + logd)))
     return np.array([kl_x, w_std, w_t])
@@ -921,8 +926,11 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
 
 
 def instance_rng(name: str, seed: int, index: int) -> np.random.Generator:
-    """The generator of instance ``index`` of check ``name``: ``default_rng([seed, crc32(name),
-    index])``, the same whichever checks and instances run alongside it."""
+    """The generator of instance ``index`` of check ``name``.
+
+    ``default_rng([seed, crc32(name), index])``: the same whichever checks and instances run
+    alongside it.
+    """
     return np.random.default_rng([seed, zlib.crc32(name.encode()), index])
 
 
