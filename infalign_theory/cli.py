@@ -552,11 +552,9 @@ class _Progress:
         if done == instances:
             self.index += 1
             seconds, self.started = self.clock() - self.started, self.clock()
-            print(
-                f"\r[{self.index}/{self.total}] {name}: {instances} instances, {seconds:.1f} s",
-                file=sys.stderr,
-                flush=True,
-            )
+            line = f"[{self.index}/{self.total}] {name}: {instances} instances, {seconds:.1f} s"
+            clear = "\r\033[K" if self.live else ""  # erase the live counter
+            print(clear + line, file=sys.stderr, flush=True)
 
 
 def _run_verify(args: argparse.Namespace) -> int:
