@@ -337,9 +337,12 @@ def curves(
             except ValueError:
                 break  # past the prompt set's reachable KL
         c = align_prompts(laws, betas, calibrated=True, transform=tr, procedure=procedure)
-        out["prompt_set"][key] = {"beta": list(map(float, c.beta)), "kl": [0.0, *c.kl.tolist()],
-                                  "win_rate": [0.5, *c.win_rate.tolist()],
-                                  "standard_win_rate": [0.5, *c.standard_win_rate.tolist()]}  # fmt: skip
+        out["prompt_set"][key] = {
+            "beta": list(map(float, c.beta)),
+            "kl": [0.0, *c.kl.tolist()],
+            "win_rate": [0.5, *c.win_rate.tolist()],
+            "standard_win_rate": [0.5, *c.standard_win_rate.tolist()],
+        }
         cc = ia.tradeoff_curve(tr, procedure, kls=np.linspace(0.0, kl_max, 31))
         out["continuous"][key] = {"kl": cc.kl.tolist(), "win_rate": cc.win_rate.tolist(),
                                   "standard_win_rate": cc.standard_win_rate.tolist()}  # fmt: skip
@@ -462,7 +465,8 @@ def plot(data: dict[str, Any], path: Path) -> None:
     ax.grid(alpha=0.3)
     s, acc = data["study"], data["acceptance"]
     fig.suptitle(
-        f"CTRL on {s['model']} ({data['device']}, {data['threads']} thread(s)): {len(data['prompts'])} "
+        f"CTRL on {s['model']} ({data['device']}, {data['threads']} thread(s)): "
+        f"{len(data['prompts'])} "
         f"prompts, {s['steps']} steps x {len(data['prompts'])}x{s['group_size']} samples of "
         f"{s['max_new_tokens']} tokens; base pool {s['base_pool']}, evaluation pool "
         f"{s['eval_pool']} per prompt; {data['base_rewards_zero']:.0%} of base rewards tie at 0; "
