@@ -52,6 +52,37 @@ TAIL = np.ascontiguousarray(COEF[-4:])
 # a feature squeezed between a panel's end and its first node shows as a mismatch with the
 # neighbouring panel's value there.
 ENDS = np.ascontiguousarray(np.stack([(-1.0) ** np.arange(NODES), np.ones(NODES)]) @ COEF)
+
+
+def _running_mean_matrix(m: int) -> np.ndarray:
+    """D with R = D c: the Legendre coefficients of R(z) = (1/(z+1)) int_{-1}^z p, p = sum c_j P_j.
+
+    int_{-1}^z P_j = (P_{j+1} - P_{j-1})/(2j + 1) (P_0 + P_1 for j = 0), then division by
+    1 + z = P_0 + P_1 by back-substitution from the top degree, using
+    (1 + z) P_j = P_j + ((j + 1) P_{j+1} + j P_{j-1})/(2j + 1). Exact, in rationals; the
+    entries of D are at most 1 in size, so R is as well conditioned as p.
+    """
+    out = np.empty((m, m))
+    for col in range(m):
+        q = [Fraction(0)] * (m + 1)  # coefficients of int_{-1}^z P_col
+        if col == 0:
+            q[0] += 1
+            q[1] += 1
+        else:
+            q[col + 1] += Fraction(1, 2 * col + 1)
+            q[col - 1] -= Fraction(1, 2 * col + 1)
+        r = [Fraction(0)] * (m + 2)
+        for j in range(m, 0, -1):  # q_j = r_j + r_{j-1} j/(2j-1) + r_{j+1} (j+1)/(2j+3)
+            rest = q[j] - r[j] - r[j + 1] * Fraction(j + 1, 2 * j + 3)
+            r[j - 1] = rest * Fraction(2 * j - 1, j)
+        out[:, col] = [float(x) for x in r[:m]]
+    return out
+
+
+# Legendre coefficients of the running mean (1/(z+1)) int_{-1}^z f of the interpolant, from
+# the values at the nodes: int_a^x f = (x - a) R(z) keeps full relative precision however
+# close x is to the panel's left end, where the integrated Legendre sum cancels.
+RUNNING_MEAN = np.ascontiguousarray(_running_mean_matrix(NODES) @ COEF)
 del _j
 
 
