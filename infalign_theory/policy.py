@@ -128,6 +128,10 @@ class ContinuousPolicy:
         shift = np.where(left, st[K.ST_CL], st[K.ST_CR])
         return phi / self.beta - shift - st[K.ST_LOGZ]
 
+    def _pdf_pair(self, u: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """f at exact pairs (u, s = 1 - u)."""
+        return np.exp(self._logpdf_pair(u, s))
+
     def pdf(self, u: Any) -> np.ndarray:
         """Density f(u) on [0, 1]."""
         return np.exp(self.logpdf(u))
@@ -149,7 +153,7 @@ class ContinuousPolicy:
     def _cdf_pair(self, u: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(G, 1 - G) at exact pairs (u, s): mass accumulated from the nearer end."""
         res = self._resolved
-        G, Gc = _mesh.accumulate(res.mesh, res.f, u, s)
+        G, Gc = _mesh.accumulate(res.mesh, res.f, u, s, self._pdf_pair)
         total = G + Gc  # one, up to rounding
         return np.clip(G / total, 0.0, 1.0), np.clip(Gc / total, 0.0, 1.0)
 
@@ -162,7 +166,7 @@ class ContinuousPolicy:
         """
         q = unit_interval(q, "q")
         res = self._resolved
-        u, _ = _mesh.quantile(res.mesh, res.f, q)
+        u, _ = _mesh.quantile(res.mesh, res.f, q, self._pdf_pair)
         return np.where(q == 0.0, 0.0, np.where(q == 1.0, 1.0, u))
 
     def sample(self, rng: Any = None, size: int | tuple[int, ...] = 1) -> np.ndarray:
