@@ -20,9 +20,12 @@ Conventions shared by the kernels
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
+import llvmlite.binding as llvm
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import get_cython_function_address
 
 jit = njit(cache=True, error_model="numpy")
 
@@ -49,6 +52,37 @@ TAIL = np.ascontiguousarray(COEF[-4:])
 # a feature squeezed between a panel's end and its first node shows as a mismatch with the
 # neighbouring panel's value there.
 ENDS = np.ascontiguousarray(np.stack([(-1.0) ** np.arange(NODES), np.ones(NODES)]) @ COEF)
+
+
+def _running_mean_matrix(m: int) -> np.ndarray:
+    """D with R = D c: the Legendre coefficients of R(z) = (1/(z+1)) int_{-1}^z p, p = sum c_j P_j.
+
+    int_{-1}^z P_j = (P_{j+1} - P_{j-1})/(2j + 1) (P_0 + P_1 for j = 0), then division by
+    1 + z = P_0 + P_1 by back-substitution from the top degree, using
+    (1 + z) P_j = P_j + ((j + 1) P_{j+1} + j P_{j-1})/(2j + 1). Exact, in rationals; the
+    entries of D are at most 1 in size, so R is as well conditioned as p.
+    """
+    out = np.empty((m, m))
+    for col in range(m):
+        q = [Fraction(0)] * (m + 1)  # coefficients of int_{-1}^z P_col
+        if col == 0:
+            q[0] += 1
+            q[1] += 1
+        else:
+            q[col + 1] += Fraction(1, 2 * col + 1)
+            q[col - 1] -= Fraction(1, 2 * col + 1)
+        r = [Fraction(0)] * (m + 2)
+        for j in range(m, 0, -1):  # q_j = r_j + r_{j-1} j/(2j-1) + r_{j+1} (j+1)/(2j+3)
+            rest = q[j] - r[j] - r[j + 1] * Fraction(j + 1, 2 * j + 3)
+            r[j - 1] = rest * Fraction(2 * j - 1, j)
+        out[:, col] = [float(x) for x in r[:m]]
+    return out
+
+
+# Legendre coefficients of the running mean (1/(z+1)) int_{-1}^z f of the interpolant, from
+# the values at the nodes: int_a^x f = (x - a) R(z) keeps full relative precision however
+# close x is to the panel's left end, where the integrated Legendre sum cancels.
+RUNNING_MEAN = np.ascontiguousarray(_running_mean_matrix(NODES) @ COEF)
 del _j
 
 
@@ -88,71 +122,124 @@ def log_pair(F, Fc):
     return math.log1p(-Fc), math.log(Fc)
 
 
-@jit
-def _betacf(a, b, x):
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    qab = a + b
-    qap = a + 1.0
-    qam = a - 1.0
-    c = 1.0
-    d = 1.0 - qab * x / qap
-    if abs(d) < tiny:
-        d = tiny
-    d = 1.0 / d
-    h = d
-    for m in range(1, 100000):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        if abs(d) < tiny:
-            d = tiny
-        c = 1.0 + aa / c
-        if abs(c) < tiny:
-            c = tiny
-        d = 1.0 / d
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        if abs(d) < tiny:
-            d = tiny
-        c = 1.0 + aa / c
-        if abs(c) < tiny:
-            c = tiny
-        d = 1.0 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-16:
-            break
-    return h
+# Regularised incomplete beta from scipy.special (Boost's ibeta), called from the kernels
+# through its C entry point in scipy.special.cython_special. The address is registered as a
+# named symbol, so that the compiled kernels refer to the name and stay cacheable on disk.
+def _scipy_special(name: str, nargs: int) -> types.ExternalFunction:
+    from scipy.special import cython_special
+
+    fused = f"__pyx_fuse_0{name}"  # the float64 specialisation (scipy >= 1.12)
+    entry = fused if fused in cython_special.__pyx_capi__ else name
+    symbol = f"infalign_theory_scipy_{name}"
+    llvm.add_symbol(symbol, get_cython_function_address("scipy.special.cython_special", entry))
+    # The trailing int is Cython's skip-dispatch flag (pass 0).
+    return types.ExternalFunction(
+        symbol, types.float64(*([types.float64] * nargs), types.intc)
+    )
 
 
-@jit
-def _lbeta(a, b):
-    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+_betainc = _scipy_special("betainc", 3)  # I_x(a, b)
+_betaincc = _scipy_special("betaincc", 3)  # 1 - I_x(a, b), computed from its own end
 
 
 @jit
 def betainc_pair(a, b, F, Fc):
-    """Regularised incomplete beta I_F(a, b) and its complement, from the pair (F, Fc)."""
-    logF, logFc = log_pair(F, Fc)
-    if logF == -np.inf:
-        return 0.0, 1.0
-    if logFc == -np.inf:
+    """Regularised incomplete beta I_F(a, b) and its complement, from the pair (F, Fc).
+
+    The argument passed on is the accurate entry of the pair (I_F(a, b) = 1 - I_{1-F}(b, a)),
+    and of the two results the one below 1/2 is the one computed, so both carry scipy's
+    relative accuracy (about 1e-14 at a, b ~ 1e6).
+    """
+    if F <= Fc:
+        if F <= 0.0:
+            return 0.0, 1.0
+        v = _betainc(a, b, F, 0)
+        if v <= 0.5:
+            return v, 1.0 - v
+        vc = _betaincc(a, b, F, 0)
+        return 1.0 - vc, vc
+    if Fc <= 0.0:
         return 1.0, 0.0
-    front = math.exp(a * logF + b * logFc - _lbeta(a, b))
-    x = math.exp(logF)
-    xc = math.exp(logFc)
-    if x < (a + 1.0) / (a + b + 2.0):
-        val = front * _betacf(a, b, x) / a
-        return val, 1.0 - val
-    valc = front * _betacf(b, a, xc) / b
-    return 1.0 - valc, valc
+    vc = _betainc(b, a, Fc, 0)
+    if vc <= 0.5:
+        return 1.0 - vc, vc
+    v = _betaincc(b, a, Fc, 0)
+    return v, 1.0 - v
+
+
+# stirlerr(n) = log(n!) - log(sqrt(2 pi n) (n/e)^n) for n = 0..15 (mpmath, 40 digits).
+_STIRLERR = np.array([
+    0.0, 0.08106146679532726, 0.0413406959554093, 0.02767792568499834,
+    0.020790672103765093, 0.016644691189821193, 0.013876128823070748,
+    0.01189670994589177, 0.010411265261972096, 0.009255462182712733,
+    0.00833056343336287, 0.007573675487951841, 0.00694284010720953,
+    0.006408994188004207, 0.0059513701127588475, 0.005554733551962801,
+])  # fmt: skip
+_TWO_PI = 2.0 * math.pi
+
+
+@jit
+def _stirlerr(n):
+    """The error of Stirling's formula for log(n!), n a non-negative integer (as float).
+
+    A table up to 15, then the asymptotic series 1/(12n) - 1/(360n^3) + ... truncated where
+    its next term is below 1e-17 relative (Loader 2000; R's ``stirlerr``).
+    """
+    if n <= 15.0:
+        return _STIRLERR[int(n)]
+    nn = n * n
+    if n > 500.0:
+        return (1.0 / 12.0 - 1.0 / 360.0 / nn) / n
+    if n > 80.0:
+        return (1.0 / 12.0 - (1.0 / 360.0 - 1.0 / 1260.0 / nn) / nn) / n
+    if n > 35.0:
+        return (1.0 / 12.0 - (1.0 / 360.0 - (1.0 / 1260.0 - 1.0 / 1680.0 / nn) / nn) / nn) / n
+    return (
+        1.0 / 12.0 - (1.0 / 360.0 - (1.0 / 1260.0 - (1.0 / 1680.0 - 1.0 / 1188.0 / nn) / nn) / nn) / nn
+    ) / n
+
+
+@jit
+def _bd0(x, m):
+    """x log(x / m) + m - x >= 0, without cancellation when x is close to m.
+
+    Near m it is the series 2x sum_j v^(2j+1) / (2j+1) - (x - m) v ... with v = (x - m)/(x + m)
+    (Loader 2000; R's ``bd0``).
+    """
+    if abs(x - m) < 0.1 * (x + m):
+        v = (x - m) / (x + m)
+        s = (x - m) * v
+        ej = 2.0 * x * v
+        v2 = v * v
+        for j in range(1, 1000):
+            ej *= v2
+            s1 = s + ej / (2 * j + 1)
+            if s1 == s:
+                return s1
+            s = s1
+        return s
+    return x * math.log(x / m) + m - x
+
+
+@jit
+def binomial_log_pmf(x, N, p, q):
+    """log P(Bin(N, p) = x) for an integer 0 < x < N, given p and q = 1 - p (both exact).
+
+    Loader's saddle-point form (C. Loader, "Fast and accurate computation of binomial
+    probabilities", 2000; R's ``dbinom`` and Boost): no difference of large logarithms,
+    so the relative error stays a few eps times |x - Np| + 1 for N up to 10**6 and beyond,
+    where lgamma(N + 1) - lgamma(x + 1) - lgamma(N - x + 1) loses 1e-9.
+    """
+    lc = (
+        _stirlerr(N) - _stirlerr(x) - _stirlerr(N - x) - _bd0(x, N * p) - _bd0(N - x, N * q)
+    )
+    # log(2 pi x (N - x) / N): N - x is exact, where 1 - x/N would lose log10(N) digits
+    return lc - 0.5 * math.log(_TWO_PI * x * (N - x) / N)
 
 
 @jit
 def cdf_map(k, n, F, Fc):
-    """g(F) and 1 - g(F) for the k-th smallest of n samples: g(F) = I_F(k, n - k + 1)."""
+    """g(F) and 1 - g(F) for the k-th smallest of n: g(F) = I_F(k, n - k + 1)."""
     if n == 1:
         return F, Fc
     logF, logFc = log_pair(F, Fc)
@@ -165,16 +252,21 @@ def cdf_map(k, n, F, Fc):
 
 @jit
 def cdf_map_prime(k, n, F, Fc):
-    """g'(F) for the k-th smallest of n: F^(k-1) (1 - F)^(n-k) / B(k, n - k + 1)."""
+    """g'(F) for the k-th smallest of n: F^(k-1) (1 - F)^(n-k) / B(k, n - k + 1).
+
+    Best-of-n and Worst-of-n as n F^(n-1) and n (1 - F)^(n-1) in log space; an interior k
+    as n P(Bin(n - 1, F) = k - 1), by :func:`binomial_log_pmf`.
+    """
     if n == 1:
         return 1.0
     logF, logFc = log_pair(F, Fc)
-    lg = -_lbeta(float(k), float(n - k + 1))
-    if k > 1:
-        lg += (k - 1) * logF
-    if n - k > 0:
-        lg += (n - k) * logFc
-    return math.exp(lg)
+    if k == n:
+        return n * math.exp((n - 1) * logF)
+    if k == 1:
+        return n * math.exp((n - 1) * logFc)
+    if logF == -np.inf or logFc == -np.inf:
+        return 0.0
+    return n * math.exp(binomial_log_pmf(float(k - 1), float(n - 1), F, Fc))
 
 
 @jit
@@ -192,6 +284,28 @@ def cdf_map_prime_array(k, n, F, Fc, out):
 # --------------------------------------------------------------------------------------
 # Discrete calibrated space: levels j = 0..m-1 with base masses q_j.
 # --------------------------------------------------------------------------------------
+@jit
+def level_sums(level, x, out):
+    """out[j] = sum of x[i] over i with level[i] == j, each sum compensated (Neumaier).
+
+    The error of each sum is a rounding or two of the sum itself, however many terms a
+    level merges (a plain running sum of 10**6 masses drifts by 1e-11).
+    """
+    comp = np.zeros(out.size)
+    out[:] = 0.0
+    for i in range(x.size):
+        j = level[i]
+        s = out[j]
+        t = s + x[i]
+        if abs(s) >= abs(x[i]):
+            comp[j] += (s - t) + x[i]
+        else:
+            comp[j] += (x[i] - t) + s
+        out[j] = t
+    for j in range(out.size):
+        out[j] += comp[j]
+
+
 @jit
 def _shift(values, weights):
     """A shift c for log-weights: their weighted mean when they vary little, else their max.
@@ -648,33 +762,19 @@ def _complement(k, n, F, Fc):
         if Fc <= F:
             return 0.0 if Fc == 0.0 else math.exp(n * math.log(Fc))
         return math.exp(n * math.log1p(-F))
-    return betainc_pair(float(k), float(n - k + 1), F, Fc)[1]
+    # 1 - I_F(k, n - k + 1) = I_{1-F}(n - k + 1, k): one call, on the accurate entry.
+    if F <= Fc:
+        return _betaincc(float(k), float(n - k + 1), F, 0)
+    return _betainc(float(n - k + 1), float(k), Fc, 0)
 
 
 @jit
-def _slope(k, n, lg, F, Fc):
-    """g'(F) for the k-th smallest of n, with lg = -log B(k, n - k + 1)."""
-    if n == 1:
-        return 1.0
-    F = min(max(F, 0.0), 1.0)
-    Fc = min(max(Fc, 0.0), 1.0)
-    if (k > 1 and F == 0.0) or (n > k and Fc == 0.0):
-        return 0.0
-    lslope = lg
-    if k > 1:
-        lslope += (k - 1) * (math.log(F) if F <= Fc else math.log1p(-Fc))
-    if n > k:
-        lslope += (n - k) * (math.log(Fc) if Fc <= F else math.log1p(-F))
-    return math.exp(lslope)
-
-
-@jit
-def _density(k, n, lg, u, s):
-    """g'(u) for the k-th smallest of n at an exact pair (u, s = 1 - u); lg = -log B(k, n-k+1).
+def _density(k, n, u, s):
+    """g'(u) for the k-th smallest of n at an exact pair (u, s = 1 - u).
 
     Best-of-n and Worst-of-n by integer powers (relative error about 2 log2(n) eps, no
-    logarithms); an interior k in log space, where 1/B(k, n - k + 1) alone overflows for
-    n near 1000.
+    logarithms); an interior k as a binomial probability (:func:`binomial_log_pmf`), where
+    1/B(k, n - k + 1) alone overflows for n near 1000.
     """
     if n == 1:
         return 1.0
@@ -684,7 +784,7 @@ def _density(k, n, lg, u, s):
         return n * s ** (n - 1)
     if u <= 0.0 or s <= 0.0:
         return 0.0
-    return math.exp(lg + (k - 1) * math.log(u) + (n - k) * math.log(s))
+    return n * math.exp(binomial_log_pmf(float(k - 1), float(n - 1), u, s))
 
 
 @jit
@@ -700,8 +800,6 @@ def win_pass(side, a, b, f, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, fla
     G = np.empty((P, m))
     Gc = np.empty((P, m))
     cdf_at_nodes(side, a, b, f, cum, wi, G, Gc)
-    lg = -_lbeta(float(k), float(n - k + 1))
-    lg_ref = -_lbeta(float(kr), float(nr - kr + 1))
     vals = np.empty(m)
     allv = np.empty((P, m))
     dref = np.empty(m)
@@ -713,9 +811,9 @@ def win_pass(side, a, b, f, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, fla
         for i in range(m):
             x = a[p] + h * (1.0 + xi[i])
             if side[p] == 0:
-                dref[i] = _density(kr, nr, lg_ref, x, 1.0 - x)
+                dref[i] = _density(kr, nr, x, 1.0 - x)
             else:
-                dref[i] = _density(kr, nr, lg_ref, 1.0 - x, x)
+                dref[i] = _density(kr, nr, 1.0 - x, x)
             vals[i] = _complement(k, n, G[p, i], Gc[p, i]) * dref[i]
             allv[p, i] = vals[i]
             w_total += h * wi[i] * vals[i]
@@ -726,7 +824,9 @@ def win_pass(side, a, b, f, k, n, kr, nr, atol, rtol_cdf, xi, wi, cum, tail, fla
         # How much of the tail the CDF's own error can explain: |d(integrand)/dG| err_G.
         noise = 0.0
         for i in range(m):
-            noise = max(noise, _slope(k, n, lg, G[p, i], Gc[p, i]) * dref[i] * err_G)
+            F = min(max(G[p, i], 0.0), 1.0)
+            Fc = min(max(Gc[p, i], 0.0), 1.0)
+            noise = max(noise, cdf_map_prime(k, n, F, Fc) * dref[i] * err_G)
         if _splittable(a[p], b[p]) and t > atol + 8.0 * h * noise:
             flags[p] = True
         else:

@@ -35,6 +35,7 @@ resolving, is refused with a ValueError.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -50,6 +51,8 @@ MAX_FLOOR = 1e-8
 #: Panels touching an end are not refined below this width (2**-1000).
 X_FLOOR = 2.0**-1000
 MAX_ROUNDS = 400
+#: A density at exact pairs (u, s = 1 - u) of equal shapes.
+Density = Callable[[np.ndarray, np.ndarray], np.ndarray]
 MAX_PANELS = 100_000
 #: The same cap for transforms evaluated in Python (user callables, quantiles, finite-K
 #: calibration), whose rounding the engine can only estimate: a tilt that needs more is one
@@ -227,17 +230,14 @@ def nodes(mesh: Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.where(one, 1.0 - x, x), np.where(one, x, 1.0 - x), h[:, None] * K.WI[None, :]
 
 
-def _integrated_legendre(coef: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """sum_j coef[:, j] * int_{-1}^{z} P_j for each row, by the three-term recurrence."""
-    n = coef.shape[1]
-    p_prev = np.ones_like(z)  # P_0
-    p_cur = z.copy()  # P_1
-    total = coef[:, 0] * (z + 1.0)
-    for j in range(1, n):
-        p_next = ((2 * j + 1) * z * p_cur - j * p_prev) / (j + 1)
-        total += coef[:, j] * (p_next - p_prev) / (2 * j + 1)
-        p_prev, p_cur = p_cur, p_next
-    return total
+def _legendre_series(coef: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """sum_j coef[:, j] P_j(z) for each row, by the three-term recurrence."""
+    p_prev, p_cur = np.ones_like(z), z.copy()
+    out = coef[:, 0] + coef[:, 1] * z
+    for j in range(1, coef.shape[1] - 1):
+        p_prev, p_cur = p_cur, ((2 * j + 1) * z * p_cur - j * p_prev) / (j + 1)
+        out += coef[:, j + 1] * p_cur
+    return out
 
 
 def _locate(mesh: Mesh, x: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -257,45 +257,163 @@ def interpolate(mesh: Mesh, values: np.ndarray, u: np.ndarray, s: np.ndarray) ->
     u, s = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(s, dtype=np.float64))
     left = np.ravel(u <= s)
     p, z = _locate(mesh, np.where(left, np.ravel(u), np.ravel(s)), left)
-    coef = values[p] @ K.COEF.T
-    p_prev, p_cur = np.ones_like(z), z.copy()
-    out = coef[:, 0] + coef[:, 1] * z
-    for j in range(1, coef.shape[1] - 1):
-        p_prev, p_cur = p_cur, ((2 * j + 1) * z * p_cur - j * p_prev) / (j + 1)
-        out += coef[:, j + 1] * p_cur
-    return out.reshape(u.shape)
+    return _legendre_series(values[p] @ K.COEF.T, z).reshape(u.shape)
+
+
+def _side_starts(mesh: Mesh, panel_total: np.ndarray) -> np.ndarray:
+    """Mass of the panels before each panel on its own side, counted from that side's end."""
+    starts = np.empty(mesh.size)
+    for sd in (0, 1):
+        panels = np.flatnonzero(mesh.side == sd)
+        starts[panels] = np.concatenate([[0.0], np.cumsum(panel_total[panels])[:-1]])
+    return starts
+
+
+def _running_mean_coef(values: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first node value, Legendre coefficients of the running mean of the rest) per point."""
+    first = values[p, 0]
+    return first, (values[p] - first[:, None]) @ K.RUNNING_MEAN.T
+
+
+def _from_start(x, a, b, first, coef):  # noqa: ANN001, ANN202
+    """int_a^x of a panel's interpolant, given by :func:`_running_mean_coef`."""
+    z = np.clip((2.0 * x - a - b) / (b - a), -1.0, 1.0)
+    return (np.minimum(x, b) - a) * (first + _legendre_series(coef, z))
+
+
+def _from_panel_start(mesh: Mesh, values: np.ndarray, p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """int_{a_p}^{x} of the interpolant on panel p, as (x - a_p) times its running mean.
+
+    Relative precision is kept however close x is to a_p (the integrated Legendre sum would
+    cancel there: a relative error eps / (z + 1)). The value at the panel's first node is
+    taken out first and added back exactly, so that the rounding in the spectral matrices
+    (a few hundred eps, the same for every function) multiplies only the variation of the
+    values across the panel, not their size.
+    """
+    return _from_start(x, mesh.a[p], mesh.b[p], *_running_mean_coef(values, p))
+
+
+def _from_end(density: Density, x: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """int_0^x of the density on side 0 (``left``) or int_{1-x}^1 on side 1, by Gauss-Legendre.
+
+    For points in a panel that touches an end: the rule on [0, x] itself integrates the
+    density's own values (the panel resolves it, so the rule is exact to rounding), which
+    keeps relative precision even where the density vanishes at the end (u^a next to 0),
+    where no interpolant of the node values can.
+    """
+    out = np.zeros(x.shape)
+    pos = x > 0.0
+    t = 0.5 * x[pos, None] * (1.0 + K.XI[None, :])
+    side0 = left[pos, None]
+    u = np.where(side0, t, 1.0 - t)
+    s = np.where(side0, 1.0 - t, t)
+    out[pos] = 0.5 * x[pos] * (density(u, s) @ K.WI)
+    return out
 
 
 def accumulate(
-    mesh: Mesh, values: np.ndarray, u: np.ndarray, s: np.ndarray
+    mesh: Mesh,
+    values: np.ndarray,
+    u: np.ndarray,
+    s: np.ndarray,
+    density: Density | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """int_0^u v and int_u^1 v of the spectral interpolant of ``values`` (P, NODES).
 
     Points are exact pairs (u, s = 1 - u); each integral is accumulated from the nearer end
-    of [0, 1] and the other is the total minus it.
+    of [0, 1] and the other is the total minus it. With ``density`` (the function whose
+    node values ``values`` are, at exact pairs), points in the panels that touch an end
+    integrate it directly (:func:`_from_end`).
     """
     u, s = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(s, dtype=np.float64))
-    h = 0.5 * (mesh.b - mesh.a)
-    panel_total = h * (values @ K.WI)
+    panel_total = 0.5 * (mesh.b - mesh.a) * (values @ K.WI)
     total = float(panel_total.sum())
+    starts = _side_starts(mesh, panel_total)
     left = np.ravel(u <= s)
     x = np.where(left, np.ravel(u), np.ravel(s))
-    near = np.empty(x.shape)
-    for sd in (0, 1):
-        sel = np.flatnonzero(left if sd == 0 else ~left)
-        if sel.size == 0:
-            continue
-        panels = np.flatnonzero(mesh.side == sd)
-        starts = np.concatenate([[0.0], np.cumsum(panel_total[panels])[:-1]])
-        j = np.clip(np.searchsorted(mesh.b[panels], x[sel], side="left"), 0, panels.size - 1)
-        p = panels[j]
-        a, b = mesh.a[p], mesh.b[p]
-        z = np.clip((2.0 * x[sel] - a - b) / (b - a), -1.0, 1.0)
-        coef = values[p] @ K.COEF.T  # Legendre coefficients, one row a point
-        near[sel] = starts[j] + h[p] * _integrated_legendre(coef, z)
+    p, _ = _locate(mesh, x, left)
+    near = starts[p] + _from_panel_start(mesh, values, p, x)
+    if density is not None:
+        end = mesh.a[p] == 0.0
+        if np.any(end):
+            near[end] = _from_end(density, x[end], left[end])
     lower = np.where(left, near, total - near).reshape(u.shape)
     upper = np.where(left, total - near, near).reshape(u.shape)
     return lower, upper
+
+
+def quantile(
+    mesh: Mesh, values: np.ndarray, q: np.ndarray, density: Density | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pair (u, s = 1 - u) with int_0^u v = q int_0^1 v, for a density's node values.
+
+    The mass q (or 1 - q, when the point lies on side 1) is located in its panel from the
+    side's own end, then the panel's integral -- (x - a) R(z), or with ``density`` the
+    density itself integrated from the end in the end panels, as in :func:`accumulate` --
+    is inverted by Newton's method kept inside the panel, so quantiles down to the smallest
+    doubles keep relative precision.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    flat = q.ravel()
+    panel_total = 0.5 * (mesh.b - mesh.a) * (values @ K.WI)
+    total = float(panel_total.sum())
+    starts = _side_starts(mesh, panel_total)
+    ends = starts + panel_total
+    mass0 = float(panel_total[mesh.side == 0].sum())
+    left = flat * total <= mass0
+    target = np.where(left, flat * total, (1.0 - flat) * total)  # from the side's end
+    p = np.empty(flat.size, dtype=np.int64)
+    for sd in (0, 1):
+        sel = np.flatnonzero(left if sd == 0 else ~left)
+        panels = np.flatnonzero(mesh.side == sd)
+        j = np.searchsorted(ends[panels], target[sel], side="right")
+        p[sel] = panels[np.minimum(j, panels.size - 1)]
+    rest = np.clip(target - starts[p], 0.0, panel_total[p])
+    a, b = mesh.a[p], mesh.b[p]
+    # Unknown: d = x - a in (0, b - a]. Newton on log(int_a^x) against log(d), which is
+    # linear next to the panel's start whether the density is positive there (slope 1) or
+    # vanishes like a power (slope > 1), so tiny masses take a step or two.
+    width = b - a
+    lo, hi = np.zeros(flat.size), width.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(panel_total[p] > 0.0, width * (rest / panel_total[p]), 0.0)
+    d = np.clip(d, 0.0, width)
+    first, mean_coef = _running_mean_coef(values, p)
+    coef = values[p] @ K.COEF.T
+    idx = np.flatnonzero((rest > 0.0) & (d > 0.0))
+    for _ in range(100):  # Newton converges in a few steps; bisection only guards it
+        if idx.size == 0:
+            break
+        di, ai, bi, ri = d[idx], a[idx], b[idx], rest[idx]
+        z = np.clip((2.0 * di - (bi - ai)) / (bi - ai), -1.0, 1.0)
+        mass = di * (first[idx] + _legendre_series(mean_coef[idx], z))
+        dens = _legendre_series(coef[idx], z)
+        end = ai == 0.0
+        if density is not None and np.any(end):
+            le = left[idx][end]
+            mass[end] = _from_end(density, di[end], le)
+            xe = di[end]
+            dens[end] = density(np.where(le, xe, 1.0 - xe), np.where(le, 1.0 - xe, xe))
+        lo[idx] = np.where(mass <= ri, di, lo[idx])
+        hi[idx] = np.where(mass >= ri, di, hi[idx])
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            step = di * np.exp(-np.log(mass / ri) * mass / (di * dens))
+        newton = np.isfinite(step) & (step >= lo[idx]) & (step <= hi[idx]) & (step > 0.0)
+        geometric = (lo[idx] > 0.0) & (hi[idx] > 4.0 * lo[idx])
+        mid = np.where(geometric, np.sqrt(lo[idx]) * np.sqrt(hi[idx]), 0.5 * (lo[idx] + hi[idx]))
+        mid = np.where(lo[idx] == 0.0, hi[idx] * 2.0**-64, mid)  # toward the start, fast
+        new = np.where(newton, step, mid)
+        done = (
+            (mass == ri)
+            | (newton & (np.abs(step - di) <= 4.0 * K.EPS * di))
+            | (hi[idx] <= lo[idx] * (1.0 + 4.0 * K.EPS))
+        )
+        d[idx] = np.where(mass == ri, di, new)
+        idx = idx[~done]
+    x = a + d
+    x = x.reshape(q.shape)
+    left = left.reshape(q.shape)
+    return np.where(left, x, 1.0 - x), np.where(left, 1.0 - x, x)
 
 
 def cumulative_matrices(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:

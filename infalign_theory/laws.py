@@ -11,16 +11,34 @@ Fix a prompt x; the reward r(x, Z) of a base sample Z ~ pi_ref(.|x) has a law. T
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
+from . import _kernels as K
 from ._validate import finite_array, unit_interval
 
 #: Probabilities may miss summing to one by at most this much; they are then rescaled.
 PROB_SUM_TOL = 1e-9
+
+
+def _normalised(masses: np.ndarray) -> np.ndarray:
+    """Masses divided by their (correctly rounded) sum, the rounding left put on the largest.
+
+    Afterwards the masses sum to one exactly (``math.fsum``), so that, for instance, the
+    base's standard win rate against itself is 1/2 to rounding, not 1/2 minus the drift.
+    """
+    out = masses / math.fsum(masses)
+    top = int(np.argmax(out))
+    for _ in range(3):
+        rest = 1.0 - math.fsum(out)  # exact: the sum is within a few ulps of one
+        if rest == 0.0:
+            break
+        out[top] += rest
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,10 +83,10 @@ class DiscreteLaw:
         if abs(total - 1.0) > PROB_SUM_TOL:
             raise ValueError(f"probs must sum to 1 within {PROB_SUM_TOL:g}, they sum to {total!r}")
         levels, inverse = np.unique(values, return_inverse=True)
-        merged = np.zeros(levels.size)
-        np.add.at(merged, inverse, probs)
+        merged = np.empty(levels.size)
+        K.level_sums(np.ascontiguousarray(inverse.ravel()), probs, merged)
         keep = merged > 0.0
-        levels, merged = levels[keep], merged[keep] / total
+        levels, merged = levels[keep], _normalised(merged[keep])
         sf = np.concatenate([np.cumsum(merged[::-1])[::-1][1:], [0.0]])
         object.__setattr__(self, "values", levels)
         object.__setattr__(self, "probs", merged)

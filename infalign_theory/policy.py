@@ -128,12 +128,20 @@ class ContinuousPolicy:
         shift = np.where(left, st[K.ST_CL], st[K.ST_CR])
         return phi / self.beta - shift - st[K.ST_LOGZ]
 
+    def _pdf_pair(self, u: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """f at exact pairs (u, s = 1 - u)."""
+        return np.exp(self._logpdf_pair(u, s))
+
     def pdf(self, u: Any) -> np.ndarray:
         """Density f(u) on [0, 1]."""
         return np.exp(self.logpdf(u))
 
     def cdf(self, u: Any) -> np.ndarray:
-        """G(u) = P(U <= u), from the resolved spectral representation (error ~1e-14)."""
+        """G(u) = P(U <= u), from the resolved spectral representation (error ~1e-14).
+
+        Accumulated from u = 0, so that it keeps relative precision as u -> 0 (down to the
+        smallest doubles); :meth:`sf` does the same as u -> 1.
+        """
         u = unit_interval(u, "u")
         return self._cdf_pair(u, 1.0 - u)[0]
 
@@ -145,21 +153,21 @@ class ContinuousPolicy:
     def _cdf_pair(self, u: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(G, 1 - G) at exact pairs (u, s): mass accumulated from the nearer end."""
         res = self._resolved
-        G, Gc = _mesh.accumulate(res.mesh, res.f, u, s)
+        G, Gc = _mesh.accumulate(res.mesh, res.f, u, s, self._pdf_pair)
         total = G + Gc  # one, up to rounding
         return np.clip(G / total, 0.0, 1.0), np.clip(Gc / total, 0.0, 1.0)
 
     def ppf(self, q: Any) -> np.ndarray:
-        """Quantile of the policy in calibrated space (inverse of :meth:`cdf`)."""
+        """Quantile of the policy in calibrated space (inverse of :meth:`cdf`).
+
+        Located from the nearer end and refined by Newton's method on the spectral CDF, so
+        that quantiles near 0 keep relative precision down to the smallest doubles (and
+        those near 1 are as close to 1 as q itself).
+        """
         q = unit_interval(q, "q")
-        lo = np.zeros(q.shape)
-        hi = np.ones(q.shape)
-        for _ in range(60):  # bisection to double precision on [0, 1]
-            mid = 0.5 * (lo + hi)
-            below = self.cdf(mid) < q
-            lo = np.where(below, mid, lo)
-            hi = np.where(below, hi, mid)
-        return 0.5 * (lo + hi)
+        res = self._resolved
+        u, _ = _mesh.quantile(res.mesh, res.f, q, self._pdf_pair)
+        return np.where(q == 0.0, 0.0, np.where(q == 1.0, 1.0, u))
 
     def sample(self, rng: Any = None, size: int | tuple[int, ...] = 1) -> np.ndarray:
         """Calibrated rewards u drawn from the policy (inverse-CDF sampling)."""
