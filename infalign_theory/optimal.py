@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 from . import _kernels as K
 from . import _mesh
@@ -58,21 +59,34 @@ from .calibration import level_midpoints
 from .curves import TradeoffCurve, beta_for_kl, kl_limit
 from .laws import ContinuousLaw, DiscreteLaw, RewardLaw
 from .metrics import AGAINST, kl, standard_win_rate, win_rate
-from .policy import DiscretePolicy, Policy, tilt
+from .policy import DiscretePolicy, Policy, base_policy, tilt
 from .procedures import OrderStatistic
 from .transforms import Exponential, Identity, LevelValues, Transform
 
 #: Newton stops when the fixed-point residual max|y - T(y)| falls below this.
 TOL = 1e-11
+#: The reported KL meets a budget to this relative accuracy (and the policy rebuilt from the
+#: transform reproduces the solver's KL and W_T to it), unless the solution is saturated.
+KL_RTOL = 1e-9
 #: Once W_T is this close to 1 a larger KL budget can raise it by less than this: the
 #: continuation stops there and reports the solution as ``saturated``.
 SATURATION = 1e-10
 _MAX_NEWTON = 60
+#: Where beta >= NEAR_BASE x spread(R_0) the tilt by R_0 (first variation at the base) is the
+#: optimum to a relative shape error below 1e-8, and is returned as such.
+NEAR_BASE = 1e8
+#: The longest continuation step, in log KL or log beta: a longer one can carry the tangent
+#: predictor past saturation onto a mesh that cannot resolve what it predicts.
+_MAX_STEP = 1.0
+#: log beta is kept in [log 1e-300, log 1e300]: beyond it 1/beta or R/beta leaves double
+#: precision (and the tilt is the base policy, or saturated, long before).
+BETA_RANGE = (1e-300, 1e300)
+LOG_BETA_MIN, LOG_BETA_MAX = math.log(BETA_RANGE[0]), math.log(BETA_RANGE[1])
 #: The largest N the solver accepts. It is exercised for every procedure (Best-of-N,
 #: Worst-of-N, k-th of N), both comparisons and KL from 0.01 to 5 up to here; beyond it the
 #: continuation from the base can fail (for Worst-of-N already at N = 192), so larger N is
 #: refused rather than attempted.
-MAX_N = 128
+MAX_N = 1024
 
 
 # --------------------------------------------------------------------------------------
@@ -127,6 +141,58 @@ def _slopes(k: int, n: int, F: np.ndarray, Fc: np.ndarray) -> tuple[np.ndarray, 
     if k < n:
         g2 -= n * _density(k, n - 1, F, Fc)
     return g1, g2
+
+
+@dataclass(frozen=True)
+class BaseVariation(Transform):
+    r"""The first variation of W_T at the base, :math:`R_0(v) = \int_0^v g'(u)\,g_{\rm ref}'(u)\,du`.
+
+    The product of the two Beta(k, n - k + 1) densities is a Beta density itself, so
+    :math:`R_0 = C\,I_v(a, b)` with a = k + k_ref - 1, b = n - k + n_ref - k_ref + 1 and
+    :math:`C = B(a, b) / (B(k, n-k+1)\,B(k_{\rm ref}, n_{\rm ref}-k_{\rm ref}+1))`: the CDF
+    map of the a-th smallest of n + n_ref - 1, scaled. Near the base (beta -> inf) the optimum
+    is the tilt by R_0, with KL = Var(R_0) / (2 beta^2) + O(beta^-3).
+    """
+
+    procedure: OrderStatistic
+    reference: OrderStatistic
+    label: str = ""
+
+    @property
+    def shape(self) -> OrderStatistic:
+        """The order statistic whose CDF map R_0 is proportional to."""
+        p, r = self.procedure, self.reference
+        return OrderStatistic(p.k + r.k - 1, p.n + r.n - 1)
+
+    @property
+    def scale(self) -> float:
+        """C, the value R_0(1) (R_0(0) = 0)."""
+        p, r, sh = self.procedure, self.reference, self.shape
+        return math.exp(
+            special.betaln(sh.k, sh.n - sh.k + 1)
+            - special.betaln(p.k, p.n - p.k + 1)
+            - special.betaln(r.k, r.n - r.k + 1)
+        )
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return self.label or f"first variation at the base [{self.procedure.name}]"
+
+    @property
+    def offsets(self) -> tuple[float, float]:  # noqa: D102
+        return (0.0, self.scale)
+
+    def _values(self, F: np.ndarray, Fc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        flat, flatc = np.ravel(F).astype(np.float64), np.ravel(Fc).astype(np.float64)
+        out, outc = np.empty(flat.size), np.empty(flat.size)
+        K.cdf_map_array(self.shape.k, self.shape.n, flat, flatc, out, outc)
+        return out.reshape(np.shape(F)), outc.reshape(np.shape(F))
+
+    def _left(self, u: np.ndarray) -> np.ndarray:
+        return self.scale * self._values(u, 1.0 - u)[0]
+
+    def _right(self, s: np.ndarray) -> np.ndarray:
+        return -self.scale * self._values(1.0 - s, s)[1]
 
 
 class _Model:
@@ -407,11 +473,35 @@ def _normalise(w: np.ndarray, y: np.ndarray) -> np.ndarray:
     return y - top - math.log(float(w @ np.exp(y - top)))
 
 
+#: phi(z) = sum_{k>=2} (k - 1) z^k / k!, the series used for |z| < 1/2 (terms to 1e-24 there).
+_PHI_SERIES = np.array([(k - 1) / math.factorial(k) for k in range(2, 22)])
+
+
+def _kl_density(z: np.ndarray, ez: np.ndarray) -> np.ndarray:
+    """phi(z) = 1 + (z - 1) e^z >= 0, so that KL = sum(w phi(z)) when sum(w e^z) = sum(w) = 1.
+
+    Unlike sum(w e^z z) it has no cancellation: near the base (z ~ 1e-8, KL ~ 1e-16) each term
+    is z^2/2 to full relative precision, and a rounding d in the normalisation moves it by
+    d KL, not by d.
+    """
+    out = np.ones_like(z)
+    small = np.abs(z) < 0.5
+    zs = z[small]
+    acc = np.zeros_like(zs)
+    for c in _PHI_SERIES[::-1]:
+        acc = acc * zs + c
+    out[small] = acc * zs * zs
+    big = ~small & (ez > 0.0)
+    out[big] = 1.0 + (z[big] - 1.0) * ez[big]
+    return out
+
+
 def _kl(w: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """KL of the density e^y / sum(w e^y) against the weights w, and its gradient in y."""
     z = _normalise(w, y)
-    p = w * np.exp(z)
-    value = float(p @ z)
+    ez = np.exp(z)
+    p = w * ez
+    value = float(w @ _kl_density(z, ez))
     return value, p * (z - value)
 
 
@@ -447,22 +537,26 @@ def _newton(
     """Newton on y = T(y) (bordered by KL(y) = target when given, log beta then free)."""
 
     def state(y: np.ndarray, log_beta: float) -> tuple[dict, float, np.ndarray, float]:
-        if not -690.0 < log_beta < 690.0:  # beta outside (1e-300, 1e300): not a usable tilt
+        if not LOG_BETA_MIN <= log_beta <= LOG_BETA_MAX:  # 1/beta or R/beta would overflow
             return {}, math.inf, np.full_like(y, math.inf), math.inf
         st = model.tilt_map(y, math.exp(log_beta))
         F = y - st["T"]
         # The residual is judged against what it can change and what rounding allows. A
         # residual d in log pi moves W_T by about max|R| d (R the first variation), and
         # T = R/beta - log Z carries an absolute error of about eps max|R| / beta. Where W_T
-        # saturates (beta ~ 1e-10, R tiny) both exceed the plain tolerance.
+        # saturates (beta ~ 1e-10, R tiny) both exceed the plain tolerance. Near the base
+        # log pi itself is small (its spread ~ sqrt(KL)): the tolerance is relative to it.
         r_max = float(np.max(np.abs(st["R"])))
-        floor = max(TOL, 64.0 * K.EPS * r_max / st["beta"], 1e-14 / max(r_max, 1e-300))
-        norm = float(np.max(np.abs(F))) * TOL / floor
+        size = min(1.0, float(np.ptp(st["T"])))
+        floor = max(
+            TOL * size, 64.0 * K.EPS * r_max / st["beta"], 1e-14 * size / max(r_max, 1e-300)
+        )
+        norm = float(np.max(np.abs(F))) * TOL / floor if floor > 0.0 else 0.0
         gap = 0.0
         if target is not None:
             value, _ = model.kl(y)
             gap = value - target
-            norm = max(norm, abs(gap) / max(1.0, target))
+            norm = max(norm, abs(gap) / target)  # the KL budget is met to relative accuracy
         return st, norm, F, gap
 
     st, norm, F, gap = state(y, log_beta)
@@ -594,7 +688,9 @@ class _Track:
     iterations: int = 0
     residual: float = math.inf
     numbers: tuple[float, float, float] | None = None  # KL, W_std, W_T on the final mesh
-    saturated: bool = False  # stopped below the goal: W_T within SATURATION of 1
+    saturated: bool = False  # stopped short of the goal: W_T within SATURATION of its sup
+    ceiling: float = 1.0  # the supremum of W_T over all policies
+    beta: float | None = None  # the beta asked for, when solved at a given beta
 
 
 def _solve_at(
@@ -629,54 +725,71 @@ def _continue(
 ) -> bool:
     """Follow the solution from ``start`` to ``goal`` (KL budgets, or log betas).
 
-    Each stage starts from the tangent predictor (the derivative of the solution along the
-    parameter, one more linear solve) and is corrected by Newton; the step halves whenever
-    Newton fails and grows when it succeeds.
+    The parameter is log KL (or log beta), so that a path from KL 1e-7 to 5 takes as many
+    steps as one from 0.1 to 5. Each stage starts from the tangent predictor (the derivative
+    of the solution along the parameter, one more linear solve) and is corrected by Newton;
+    the step halves whenever Newton fails and grows when it succeeds. Heading for more KL
+    (a larger budget, a smaller beta), the path stops once W_T is within SATURATION of its
+    supremum: the solution is then returned as ``saturated``.
     """
-    current, step = start, goal - start
+    to_x = math.log if by_kl else float
+    x_goal, x_start = to_x(goal), to_x(start)
+    current = x_start
+    step = math.copysign(min(abs(x_goal - x_start), _MAX_STEP), x_goal - x_start)
+    outward = (x_goal > x_start) == by_kl  # towards more KL
     tangent: tuple[np.ndarray, float] | None = None
-    if start != goal:
-        try:
-            tangent = _tangent(track.model, track.y, track.log_beta, by_kl)
-        except np.linalg.LinAlgError:
-            tangent = None
+    if x_start != x_goal:
+        tangent = _tangent_at(track, by_kl)
     while True:
-        nxt = goal if abs(goal - current) <= abs(step) else current + step
+        nxt = x_goal if abs(x_goal - current) <= abs(step) else current + step
         saved = (track.model, track.y.copy(), track.log_beta)
         if tangent is not None and tangent[0].size == track.y.size:
             dy, dx = tangent
             track.y = track.model.normalise(track.y + dy * (nxt - current))
             if by_kl:
                 track.log_beta += dx * (nxt - current)
-        if _solve_at(track, nxt if by_kl else None, None if by_kl else nxt, key):
+        value = (goal if nxt == x_goal else math.exp(nxt)) if by_kl else None
+        if _solve_at(track, value, None if by_kl else nxt, key):
             current = nxt
-            if current == goal:
+            if current == x_goal:
                 return True
-            if by_kl and goal > start and 1.0 - track.numbers[2] < SATURATION:  # type: ignore[index]
+            if outward and track.ceiling - track.numbers[2] < SATURATION:  # type: ignore[index]
                 track.saturated = True  # more KL cannot raise W_T measurably
                 return True
-            step *= 1.5
-            try:
-                tangent = _tangent(track.model, track.y, track.log_beta, by_kl)
-            except np.linalg.LinAlgError:
-                tangent = None
+            step = math.copysign(min(1.5 * abs(step), _MAX_STEP), step)
+            tangent = _tangent_at(track, by_kl)
         else:
             track.model, track.y, track.log_beta = saved
             step /= 2.0
-            if abs(step) < 1e-7 * max(1.0, abs(goal)) or not np.isfinite(step):
+            if abs(step) < 1e-7 * max(1.0, abs(x_goal)) or not np.isfinite(step):
                 return False
 
 
-def _guesses(procedure: OrderStatistic) -> list[Transform]:
-    """Starting transforms: the identity; for non-concave W_T also exponentials.
+def _tangent_at(track: _Track, by_kl: bool) -> tuple[np.ndarray, float] | None:
+    """The tangent along log KL (or log beta) at the track's solution; None if singular."""
+    try:
+        dy, dx = _tangent(track.model, track.y, track.log_beta, by_kl)
+    except np.linalg.LinAlgError:
+        return None
+    if by_kl:  # d/dlog KL = KL d/dKL
+        value = track.model.kl(track.y)[0]
+        dy, dx = dy * value, dx * value
+    if not (np.all(np.isfinite(dy)) and math.isfinite(dx)):
+        return None
+    return dy, dx
 
-    Their exponents have the sign that suits the procedure.
+
+def _guesses(procedure: OrderStatistic) -> list[Transform]:
+    """Further starts where W_T is not concave: exponential transforms solved at the goal.
+
+    Their exponents have the sign that suits the procedure (Best-of-N needs none: its
+    stationary point is unique, and the path from the base reaches it).
     """
     if procedure.k == procedure.n:
-        return [Identity()]
+        return []
     if procedure.k == 1:
-        return [Identity(), Exponential(-3.0), Exponential(-15.0), Exponential(-60.0)]
-    return [Identity(), Exponential(-5.0), Exponential(5.0)]
+        return [Exponential(-3.0), Exponential(-15.0), Exponential(-60.0)]
+    return [Exponential(-5.0), Exponential(5.0)]
 
 
 def _start(
@@ -690,10 +803,61 @@ def _start(
     if law is not None:
         pol = tilt(guess, beta, law)
         assert isinstance(pol, DiscretePolicy)
-        return _Track(_Discrete(law, procedure, ref), np.array(pol.log_ratio), math.log(beta))
-    res = _mesh.resolve(guess, beta, (procedure.k, procedure.n, ref.k, ref.n))
-    model = _Continuous(res.mesh, procedure, ref)
-    return _Track(model, model.from_mesh(res.r), math.log(beta))
+        track = _Track(_Discrete(law, procedure, ref), np.array(pol.log_ratio), math.log(beta))
+    else:
+        res = _mesh.resolve(guess, beta, (procedure.k, procedure.n, ref.k, ref.n))
+        model = _Continuous(res.mesh, procedure, ref)
+        track = _Track(model, model.from_mesh(res.r), math.log(beta))
+    track.ceiling = _ceiling(law, procedure, ref)
+    return track
+
+
+def _ceiling(law: DiscreteLaw | None, procedure: OrderStatistic, ref: OrderStatistic) -> float:
+    """The supremum of W_T: 1 (continuous), or W_T of all mass on the top level (discrete)."""
+    if law is None:
+        return 1.0
+    top = np.zeros(law.n_levels)
+    top[-1] = 1.0
+    against = "procedure" if ref == procedure else "sample"
+    return win_rate(DiscretePolicy(law, top), procedure, against=against)
+
+
+def _base_start(
+    procedure: OrderStatistic,
+    ref: OrderStatistic,
+    law: DiscreteLaw | None,
+    beta: float | None,
+    budget: float | None,
+) -> tuple[_Track, float]:
+    """The optimum near the base: the tilt by R_0 (first variation at the base) at beta_0.
+
+    beta_0 is at least 20 times the spread of R_0, where R's change along the way is a few
+    per cent of R_0 and Newton converges from the tilt in a few steps; for a KL budget it is
+    also at least the beta that the expansion KL = Var(R_0) / (2 beta^2) gives. Returns the
+    track (not yet solved) and beta_0.
+    """
+    if law is None:
+        variation = BaseVariation(procedure, ref)
+        spread = variation.scale
+        model: Any = _Continuous(_mesh.initial_mesh(Identity()), procedure, ref)
+    else:
+        model = _Discrete(law, procedure, ref)
+    r0 = model.tilt_map(np.zeros(model.w.size), 1.0)["R"]
+    spread = float(np.ptp(r0)) if law is not None else spread
+    var = float(model.w @ (r0 - float(model.w @ r0)) ** 2)
+    beta0 = 20.0 * spread if spread > 0.0 else 1.0
+    if beta is not None:
+        beta0 = max(beta0, beta)
+    elif var > 0.0:
+        beta0 = max(beta0, math.sqrt(var / (2.0 * budget)))  # type: ignore[operator]
+    beta0 = min(beta0, 1e300)
+    if law is not None:
+        y = model.tilt_map(np.zeros(model.w.size), beta0)["T"]
+        track = _Track(model, y, math.log(beta0))
+    else:
+        track = _start(variation, beta0, None, procedure, ref)
+    track.ceiling = _ceiling(law, procedure, ref)
+    return track, beta0
 
 
 def _solve(
@@ -704,24 +868,37 @@ def _solve(
     law: DiscreteLaw | None,
     first_only: bool = False,
 ) -> list[_Track]:
-    """Every stationary point reached from the starts (the first continued from the base)."""
+    """Every stationary point reached: the path from the base first, then the other starts."""
     key = (procedure.k, procedure.n, ref.k, ref.n)
     tracks = []
-    for index, guess in enumerate(_guesses(procedure)[:1] if first_only else _guesses(procedure)):
+    try:
+        track, beta0 = _base_start(procedure, ref, law, beta, budget)
+        ok = _solve_at(track, None, math.log(beta0), key)
+        if ok and budget is not None:
+            ok = _continue(track, budget, track.numbers[0], True, key)  # type: ignore[index]
+        elif ok and beta is not None and beta < beta0:
+            ok = _continue(track, math.log(beta), math.log(beta0), False, key)
+        if ok:
+            track.beta = beta
+            tracks.append(track)
+    except ValueError:  # a tilt the engine refuses on the way (beyond double precision)
+        pass
+    if first_only or (tracks and tracks[0].saturated):
+        return tracks  # saturated: within SATURATION of the supremum, no start can do better
+    for guess in _guesses(procedure):
         try:
             if budget is not None:
-                limit = kl_limit(guess, law) if law is not None else math.inf
-                start_kl = min(budget, 0.02, 0.5 * limit) if index == 0 else budget
-                track = _start(guess, beta_for_kl(guess, start_kl, law=law), law, procedure, ref)
-                ok = _continue(track, budget, start_kl, True, key)
+                start = beta_for_kl(guess, budget, law=law)
+                track = _start(guess, start, law, procedure, ref)
+                ok = _continue(track, budget, budget, True, key)
             else:
                 assert beta is not None
-                start_beta = max(beta, 20.0) if index == 0 else beta
-                track = _start(guess, start_beta, law, procedure, ref)
-                ok = _continue(track, math.log(beta), math.log(start_beta), False, key)
+                track = _start(guess, beta, law, procedure, ref)
+                ok = _continue(track, math.log(beta), math.log(beta), False, key)
         except ValueError:  # a start this transform cannot reach (a KL beyond its limit)
             continue
         if ok:
+            track.beta = beta
             tracks.append(track)
     return tracks
 
@@ -737,14 +914,24 @@ def _check_procedure(procedure: Any) -> OrderStatistic:
     return procedure
 
 
+def _beta_of(track: _Track) -> float:
+    """The track's beta: the one asked for when it was solved at a given beta (exp(log beta)
+    would round it), else exp(log beta)."""
+    if track.beta is not None and not track.saturated:
+        return track.beta
+    return math.exp(track.log_beta)
+
+
 def _transform_of(track: _Track, name: str) -> Transform:
     """The optimum's transform R = beta log(pi / pi_ref) + a constant.
 
     It is the solver's own log-density scaled by beta, so the policy rebuilt from it is the
-    solution itself.
+    solution itself. The constant is the maximum of log(pi / pi_ref), not log Z: near the base
+    log pi is ~R/beta (1e-298 at beta = 1e300), and a normaliser's rounding (1e-16) times beta
+    would swamp R.
     """
-    beta = math.exp(track.log_beta)
-    y = track.model.normalise(track.y)
+    beta = _beta_of(track)
+    y = track.y - float(np.max(track.y))
     if isinstance(track.model, _Discrete):
         return LevelValues(track.model.law, beta * y, name)
     return Interpolated(track.model.mesh, beta * track.model.to_mesh(y), name)
@@ -763,12 +950,16 @@ def _result(
     points: list[dict[str, Any]] = []
     for tr in tracks:
         value, _, w = tr.numbers  # type: ignore[misc]
-        b = math.exp(tr.log_beta)
+        b = _beta_of(tr)
         points.append(
             {"kl": value, "beta": b, "win_rate": w, "objective": w - b * value, "_track": tr}
         )
-    # Best first: by W_T at a KL budget, by the objective at a given beta.
-    points.sort(key=lambda d: -(d["win_rate"] if budget is not None else d["objective"]))
+    # Best first: by W_T at a KL budget, by the objective at the beta asked for (a saturated
+    # solution sits at a larger beta, and is judged at the one asked for).
+    asked = min(p["beta"] for p in points)
+    points.sort(
+        key=lambda d: -(d["win_rate"] if budget is not None else d["win_rate"] - asked * d["kl"])
+    )
     distinct: list[dict] = []
     for d in points:
         if all(
@@ -776,24 +967,117 @@ def _result(
             for e in distinct
         ):
             distinct.append(d)
-    best: _Track = distinct[0]["_track"]
-    beta = math.exp(best.log_beta)
-    transform = _transform_of(best, f"optimal[{procedure.name}]")
-    pol = tilt(transform, beta, law)
+    for d in distinct:  # the best whose rebuilt policy the library confirms
+        best: _Track = d["_track"]
+        beta = _beta_of(best)
+        transform = _transform_of(best, f"optimal[{procedure.name}]")
+        try:
+            pol = tilt(transform, beta, law)
+        except ValueError:
+            continue
+        value = kl(pol)
+        w = win_rate(pol, procedure, against=against)
+        goal = budget if budget is not None else d["kl"]
+        if best.saturated or (
+            abs(value - goal) <= KL_RTOL * goal and abs(w - d["win_rate"]) <= KL_RTOL
+        ):
+            break
+    else:
+        raise RuntimeError(
+            f"the optimum for {procedure.name} did not converge: the policy rebuilt from its "
+            "transform disagrees with the solution"
+        )
+    return _package(
+        procedure, against, pol, transform, best.residual,
+        sum(d["_track"].iterations for d in points), best.saturated,
+        tuple({k: v for k, v in d.items() if not k.startswith("_")} for d in distinct),
+        kl_value=value, w=w,
+    )  # fmt: skip
+
+
+def _package(
+    procedure: OrderStatistic,
+    against: str,
+    pol: Policy,
+    transform: Transform,
+    residual: float,
+    iterations: int,
+    saturated: bool,
+    points: tuple[dict[str, float], ...] | None,
+    kl_value: float | None = None,
+    w: float | None = None,
+) -> OptimalTransform:
+    """The result object for the policy ``pol``, the tilt by ``transform`` at its beta."""
+    law = pol.law
+    beta = float(pol.beta)  # type: ignore[arg-type]
+    kl_value = kl(pol) if kl_value is None else kl_value
+    w = win_rate(pol, procedure, against=against) if w is None else w
+    if points is None:
+        point = {"kl": kl_value, "beta": beta, "win_rate": w, "objective": w - beta * kl_value}
+        points = (point,)
     grid = level_midpoints(law)[0] if isinstance(law, DiscreteLaw) else np.linspace(0, 1, 201)
     raw = transform(grid)
     span = raw[-1] - raw[0]
     values = (raw - raw[0]) / span if span > 0 else np.zeros_like(raw)
     return OptimalTransform(
-        procedure=procedure, against=against, beta=beta, kl=kl(pol),
-        win_rate=win_rate(pol, procedure, against=against),
+        procedure=procedure, against=against, beta=beta, kl=kl_value, win_rate=w,
         standard_win_rate=standard_win_rate(pol), policy=pol, transform=transform,
-        grid=grid, values=values, residual=best.residual,
-        iterations=sum(d["_track"].iterations for d in points),
-        converged=True, saturated=best.saturated,
-        stationary_points=tuple({k: v for k, v in d.items() if not k.startswith("_")}
-                                for d in distinct),
+        grid=grid, values=values, residual=residual, iterations=iterations,
+        converged=True, saturated=saturated, stationary_points=points,
     )  # fmt: skip
+
+
+def _near_base(
+    procedure: OrderStatistic,
+    ref: OrderStatistic,
+    law: RewardLaw | None,
+    beta: float | None,
+    budget: float | None,
+) -> OptimalTransform | None:
+    """The optimum far out near the base, from the expansion in 1/beta; None elsewhere.
+
+    With y = log(pi / pi_ref), the fixed point y = R[e^y]/beta - log Z expands as
+    y = (R_0 - E R_0)/beta + O(beta^-2), R_0 the first variation at the base. Once
+    beta >= NEAR_BASE x spread(R_0) the tilt by R_0 itself is the optimum with a shape error
+    below 1e-8 relative (the O(beta^-2) term) -- W_T exact to rounding, since W_T is
+    stationary there -- while Newton on y, whose entries are below 1e-8, would lose their
+    digits to the normaliser's rounding. For a KL budget beta is found by
+    :func:`~infalign_theory.curves.beta_for_kl` on that tilt, so the KL is met exactly. The
+    residual reported is the second-order term: max |T'(0) y_1| = max|D R_0[y_1]| / beta.
+    """
+    discrete = law if isinstance(law, DiscreteLaw) else None
+    if discrete is not None:
+        model: Any = _Discrete(discrete, procedure, ref)
+    else:
+        variation = BaseVariation(procedure, ref)
+        res = _mesh.resolve(variation, 20.0 * variation.scale)
+        model = _Continuous(res.mesh, procedure, ref)
+    st = model.tilt_map(np.zeros(model.w.size), 1.0)
+    r0 = st["R"] - float(model.w @ st["R"])
+    spread = float(np.ptp(r0))
+    var = float(model.w @ r0**2)
+    if spread == 0.0:  # one level: the base is the only policy
+        beta = 1.0 if beta is None else beta
+    elif beta is None:
+        assert budget is not None
+        if math.sqrt(var / (2.0 * budget)) < NEAR_BASE * spread:
+            return None
+    elif beta < NEAR_BASE * spread:
+        return None
+    if discrete is not None:
+        transform: Transform = LevelValues(discrete, st["R"], f"optimal[{procedure.name}]")
+        second = st["dT"] @ r0  # T'(0) r0 at beta = 1
+    else:
+        transform = BaseVariation(procedure, ref, f"optimal[{procedure.name}]")
+        Hv = model._L(r0[:, None])[:, 0]  # G - u along r0
+        second = model._L((st["D2"] * Hv)[:, None])[:, 0]
+        second = second - float(model.w @ second)
+    if beta is None:
+        beta = beta_for_kl(transform, budget, law=law)  # type: ignore[arg-type]
+    pol = tilt(transform, beta, law)
+    against = "procedure" if ref == procedure else "sample"
+    residual = float(np.max(np.abs(second))) / beta / beta
+    return _package(procedure, against, pol, transform, residual, 0, False, None)
 
 
 def solve_optimal(
@@ -827,6 +1111,12 @@ def solve_optimal(
         raise ValueError("give exactly one of beta and kl")
     if beta is not None:
         beta = positive_finite(beta, "beta")
+        if not BETA_RANGE[0] <= beta <= BETA_RANGE[1]:
+            raise ValueError(
+                f"beta must be in [{BETA_RANGE[0]:g}, {BETA_RANGE[1]:g}], got {beta!r} (beyond "
+                "1e300 the optimum is the base policy to double precision; below 1e-300 the "
+                "tilt leaves it)"
+            )
     if kl is not None:
         kl = positive_finite(kl, "kl")
     ref = _reference(procedure, against)
@@ -840,6 +1130,9 @@ def solve_optimal(
                 f"kl must be in (0, {limit:.12g}) on this law (the KL of its top "
                 f"level alone), got {kl!r}"
             )
+    near = _near_base(procedure, ref, law, beta, kl)
+    if near is not None:
+        return near
     return _result(_solve(procedure, ref, beta, kl, discrete), procedure, ref, kl, law)
 
 
@@ -900,12 +1193,17 @@ def pareto_frontier(
             if w > best[2, i]:
                 best[:, i] = math.exp(tr.log_beta), value, w, w_std
     for i in np.flatnonzero(grid == 0.0):
-        from .policy import base_policy
-
         pol = base_policy(law)
         best[:, i] = math.inf, 0.0, win_rate(pol, procedure, against=against), 0.5
+    for i in np.flatnonzero(best[2] == -np.inf):  # a budget the sweeps did not reach: alone
+        tracks = _solve(procedure, ref, None, float(grid[i]), discrete)
+        if tracks:
+            tr = max(tracks, key=lambda t: t.numbers[2])  # type: ignore[index]
+            value, w_std, w = tr.numbers  # type: ignore[misc]
+            best[:, i] = math.exp(tr.log_beta), value, w, w_std
     if np.any(best[2] == -np.inf):
-        raise RuntimeError(f"the optimum for {procedure.name} did not converge on the grid")
+        failed = ", ".join(f"{v:g}" for v in grid[best[2] == -np.inf])
+        raise RuntimeError(f"the optimum for {procedure.name} did not converge at KL {failed}")
     return TradeoffCurve(
         transform="optimal",
         procedure=procedure.name,

@@ -204,8 +204,8 @@ def test_a_saturating_budget_does_not_leak_into_smaller_ones():
 @pytest.mark.parametrize(
     "build, message",
     [
-        (lambda: solve_optimal(ia.best_of(129), kl=1.0), r"n must be in \[1, 128\]"),
-        (lambda: pareto_frontier(ia.worst_of(1024), [1.0]), r"n must be in \[1, 128\]"),
+        (lambda: solve_optimal(ia.best_of(1025), kl=1.0), r"n must be in \[1, 1024\]"),
+        (lambda: pareto_frontier(ia.worst_of(2048), [1.0]), r"n must be in \[1, 1024\]"),
         (lambda: solve_optimal(ia.best_of(4)), "exactly one of beta and kl"),
         (lambda: solve_optimal(ia.best_of(4), beta=1.0, kl=1.0), "exactly one of beta and kl"),
         (lambda: solve_optimal(ia.best_of(4), kl=-1.0), "kl must be a finite number > 0"),
