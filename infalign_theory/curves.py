@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize
 
 from . import _kernels as K
 from ._validate import choice, positive_finite
@@ -282,6 +281,8 @@ def best_exponent(procedure: OrderStatistic, kl: float) -> tuple[float, float]:
             return win_rate(tilt(transform, beta_for_kl(transform, kl)), procedure)
         except ValueError:
             return -1.0
+
+    from scipy import optimize  # lazy: imported only where it is used
 
     logs = np.linspace(math.log(0.01), math.log(1e7), 57)
     values = [value(float(x)) for x in logs]

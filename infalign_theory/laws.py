@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ._validate import finite_array, unit_interval
 
@@ -141,6 +140,8 @@ class ContinuousLaw:
     dist: Any
 
     def __post_init__(self) -> None:
+        from scipy import stats  # lazy: scipy.stats takes most of a second to import
+
         if not isinstance(getattr(self.dist, "dist", None), stats.rv_continuous):
             raise ValueError(
                 "dist must be a frozen continuous scipy.stats distribution, "
