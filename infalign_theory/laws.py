@@ -78,6 +78,27 @@ class DiscreteLaw:
         for arr in (self.values, self.probs, self.cdf_levels, self.sf_levels):
             arr.setflags(write=False)
 
+    @classmethod
+    def from_samples(cls, values: Any) -> DiscreteLaw:
+        """The empirical law of observed rewards: equal values merged, masses from counts.
+
+        Parameters
+        ----------
+        values : array_like
+            One reward per base sample (finite, at least one). A value seen c times out of
+            n samples gets mass c / n (correctly rounded, then renormalised as any law).
+
+        Examples
+        --------
+        >>> DiscreteLaw.from_samples([0.0, 1.0, 1.0, 2.0]).probs
+        array([0.25, 0.5 , 0.25])
+        """
+        samples = finite_array(values, "values").ravel()
+        if samples.size == 0:
+            raise ValueError("values must hold at least one reward")
+        levels, counts = np.unique(samples, return_counts=True)
+        return cls(levels, counts / samples.size)
+
     @property
     def n_levels(self) -> int:
         """Number of distinct reward levels."""
