@@ -194,7 +194,9 @@ class TradeoffCurve:
 
         A row's ``beta`` is inf at the base policy, as in the ``beta`` array.
         """
-        for b, k, w, s in zip(self.beta, self.kl, self.win_rate, self.standard_win_rate):
+        for b, k, w, s in zip(
+            self.beta, self.kl, self.win_rate, self.standard_win_rate, strict=True
+        ):
             yield Evaluation(float(b), float(k), float(w), float(s))
 
     def to_dict(self) -> dict[str, Any]:

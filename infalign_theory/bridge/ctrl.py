@@ -28,6 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .._validate import choice, finite_array, integer
 from ..calibration import ESTIMATORS, calibrate, calibrate_empirical
 from ..laws import ContinuousLaw, DiscreteLaw, RewardLaw
+from ..planning import RLOO_OBJECTIVE
 from ..transforms import Transform
 from .evaluation import sample_pool
 from .rewards import Reward, score
@@ -211,11 +212,8 @@ def trl_rloo_config(
         num_generations=group_size,
         max_completion_length=max_new_tokens,
         beta=beta,
-        num_iterations=1,
-        normalize_advantages=False,
-        temperature=1.0,
+        **RLOO_OBJECTIVE,  # one update per batch, raw advantages, temperature 1, constant lr
         learning_rate=learning_rate,
-        lr_scheduler_type="constant",
         max_steps=steps,
         logging_steps=1,
         save_strategy="no",
