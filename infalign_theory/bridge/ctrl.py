@@ -18,6 +18,7 @@ the reference rewards as a dataset column.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -184,6 +185,12 @@ def trl_reward(
     return ctrl_reward
 
 
+#: TRL 1.16 still uses transformers' ``gradient_checkpointing*`` names, deprecated for v6, in
+#: its config and trainer: warnings about TRL's code, not the user's. :func:`trl_rloo_config`
+#: and ``experiments/trl_ctrl.py`` silence these (and only these).
+TRL_DEPRECATIONS = r"`(is_)?gradient_checkpointing\w*` is deprecated"
+
+
 def trl_rloo_config(
     output_dir: str,
     *,
@@ -219,4 +226,6 @@ def trl_rloo_config(
         save_strategy="no",
         report_to="none",
     )
-    return RLOOConfig(**{**settings, **overrides})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TRL_DEPRECATIONS, category=FutureWarning)
+        return RLOOConfig(**{**settings, **overrides})
