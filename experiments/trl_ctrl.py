@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ from infalign_theory.bridge import (
     trl_rloo_config,
     word_tokenizer,
 )
+from infalign_theory.bridge.ctrl import TRL_DEPRECATIONS
 from infalign_theory.bridge.runs import read_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +70,12 @@ def main(argv: list[str] | None = None) -> RLOOTrainer:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    with warnings.catch_warnings():  # TRL's own deprecation warnings, not the user's
+        warnings.filterwarnings("ignore", message=TRL_DEPRECATIONS, category=FutureWarning)
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> RLOOTrainer:
     model, tok, prompts, reward = setup(args.model, args.device)
     transform = ia.Identity() if args.transform == "identity" else ia.Exponential(args.t)
     refs = reference_rewards(

@@ -5,13 +5,15 @@ language model alignment", arXiv 2412.19792): reward laws, calibrated rewards, r
 transforms, KL-regularised tilted policies, KL, standard and inference-time win rates
 (Best-of-N, Worst-of-N, order statistics) and their trade-off curves, in calibrated space.
 
-Data flows one way: laws -> calibration -> transforms -> policy -> metrics -> curves.
+Data flows one way: laws -> calibration -> transforms -> policy -> metrics -> curves ->
+optimal -> plan.
 """
 
 from .calibration import calibrate, calibrate_empirical, level_midpoints
 from .curves import TradeoffCurve, best_exponent, beta_for_kl, kl_limit, tradeoff_curve
 from .laws import ContinuousLaw, DiscreteLaw
 from .metrics import Evaluation, evaluate, kl, pool_win_rate, standard_win_rate, win_rate
+from .planning import Plan, plan, read_rewards
 from .policy import ContinuousPolicy, DiscretePolicy, apply, base_policy, tilt
 from .procedures import OrderStatistic, best_of, order_statistic, sampling, worst_of
 from .transforms import (
@@ -42,6 +44,7 @@ __all__ = [
     "Log",
     "Mirror",
     "OrderStatistic",
+    "Plan",
     "Quantile",
     "SampleCalibrated",
     "TradeoffCurve",
@@ -60,7 +63,9 @@ __all__ = [
     "kl_limit",
     "level_midpoints",
     "order_statistic",
+    "plan",
     "pool_win_rate",
+    "read_rewards",
     "sampling",
     "standard_win_rate",
     "tilt",

@@ -16,17 +16,17 @@ checked before solving), infinite for a continuous law with a strictly increasin
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize
 
 from . import _kernels as K
 from ._validate import choice, positive_finite
 from .calibration import level_midpoints
 from .laws import DiscreteLaw, RewardLaw
-from .metrics import AGAINST, kl, standard_win_rate, win_rate
+from .metrics import AGAINST, Evaluation, kl, standard_win_rate, win_rate
 from .policy import DiscretePolicy, base_policy, tilt
 from .procedures import OrderStatistic
 from .transforms import Exponential, Transform
@@ -185,6 +185,20 @@ class TradeoffCurve:
     win_rate: np.ndarray
     standard_win_rate: np.ndarray
 
+    def __len__(self) -> int:
+        """The number of points (rows) of the curve."""
+        return int(self.kl.size)
+
+    def __iter__(self) -> Iterator[Evaluation]:
+        """The rows in grid order, each an :class:`~infalign_theory.metrics.Evaluation`.
+
+        A row's ``beta`` is inf at the base policy, as in the ``beta`` array.
+        """
+        for b, k, w, s in zip(
+            self.beta, self.kl, self.win_rate, self.standard_win_rate, strict=True
+        ):
+            yield Evaluation(float(b), float(k), float(w), float(s))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (an infinite beta becomes None)."""
         return {
@@ -282,6 +296,8 @@ def best_exponent(procedure: OrderStatistic, kl: float) -> tuple[float, float]:
             return win_rate(tilt(transform, beta_for_kl(transform, kl)), procedure)
         except ValueError:
             return -1.0
+
+    from scipy import optimize  # lazy: imported only where it is used
 
     logs = np.linspace(math.log(0.01), math.log(1e7), 57)
     values = [value(float(x)) for x in logs]

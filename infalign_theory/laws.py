@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from . import _kernels as K
 from ._validate import finite_array, unit_interval
@@ -97,6 +96,27 @@ class DiscreteLaw:
         for arr in (self.values, self.probs, self.cdf_levels, self.sf_levels):
             arr.setflags(write=False)
 
+    @classmethod
+    def from_samples(cls, values: Any) -> DiscreteLaw:
+        """The empirical law of observed rewards: equal values merged, masses from counts.
+
+        Parameters
+        ----------
+        values : array_like
+            One reward per base sample (finite, at least one). A value seen c times out of
+            n samples gets mass c / n (correctly rounded, then renormalised as any law).
+
+        Examples
+        --------
+        >>> DiscreteLaw.from_samples([0.0, 1.0, 1.0, 2.0]).probs
+        array([0.25, 0.5 , 0.25])
+        """
+        samples = finite_array(values, "values").ravel()
+        if samples.size == 0:
+            raise ValueError("values must hold at least one reward")
+        levels, counts = np.unique(samples, return_counts=True)
+        return cls(levels, counts / samples.size)
+
     @property
     def n_levels(self) -> int:
         """Number of distinct reward levels."""
@@ -159,6 +179,8 @@ class ContinuousLaw:
     dist: Any
 
     def __post_init__(self) -> None:
+        from scipy import stats  # lazy: scipy.stats takes most of a second to import
+
         if not isinstance(getattr(self.dist, "dist", None), stats.rv_continuous):
             raise ValueError(
                 "dist must be a frozen continuous scipy.stats distribution, "

@@ -34,7 +34,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from . import _kernels as K
 from . import _mesh
@@ -137,6 +136,8 @@ def _pool_cdf(pool: np.ndarray, levels: np.ndarray, k: int, n: int) -> np.ndarra
     The k-th smallest of the subset is <= x exactly when at least k of its n members are,
     and the count of members <= x is hypergeometric (pool size M, j(x) successes, n draws).
     """
+    from scipy import stats  # lazy: scipy.stats takes most of a second to import
+
     below = np.searchsorted(np.sort(pool), levels, side="right")
     return stats.hypergeom.sf(k - 1, pool.size, below, n)
 

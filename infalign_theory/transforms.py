@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.stats import binom
 
 from . import _kernels as K
 from ._validate import choice, integer, positive_finite, real, unit_interval
@@ -377,6 +376,8 @@ class SampleCalibrated(Transform):
         binomial masses come from scipy's binom.pmf (accurate to a few ulps, where log-gamma
         differences lose ~log K digits), taken from whichever of u and s is exact.
         """
+        from scipy.stats import binom  # lazy: scipy.stats takes most of a second to import
+
         k = self.k
         phi = self._phi_minus(index)
         u, s = np.asarray(u, dtype=np.float64).ravel(), np.asarray(s, dtype=np.float64).ravel()

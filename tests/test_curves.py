@@ -138,3 +138,13 @@ def test_best_exponent_refuses_bad_input():
         ia.best_exponent(ia.best_of(4), 0.0)
     with pytest.raises(ValueError, match="procedure must be an OrderStatistic"):
         ia.best_exponent("bon", 1.0)
+
+
+def test_curve_has_a_length_and_iterates_over_rows():
+    curve = ia.tradeoff_curve(ia.Identity(), ia.best_of(4), kls=[0.0, 0.5, 1.0])
+    assert len(curve) == 3
+    rows = list(curve)
+    assert [r.kl for r in rows] == curve.kl.tolist()
+    assert [r.win_rate for r in rows] == curve.win_rate.tolist()
+    assert [r.standard_win_rate for r in rows] == curve.standard_win_rate.tolist()
+    assert rows[0].beta == math.inf and rows[1].beta == curve.beta[1]

@@ -93,3 +93,14 @@ def test_continuous_law_wraps_scipy():
 def test_bad_laws_are_refused_by_name(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_law_from_samples_merges_ties_and_counts():
+    law = ia.DiscreteLaw.from_samples([2.0, 0.5, 2.0, -1.0, 2.0, 0.5])
+    np.testing.assert_array_equal(law.values, [-1.0, 0.5, 2.0])
+    np.testing.assert_allclose(law.probs, [1 / 6, 2 / 6, 3 / 6], rtol=1e-15)
+    one = ia.DiscreteLaw.from_samples([3.0])
+    assert one.n_levels == 1 and one.probs[0] == 1.0
+    for bad in ([], [0.0, np.nan], "abc"):
+        with pytest.raises(ValueError, match="values"):
+            ia.DiscreteLaw.from_samples(bad)

@@ -18,6 +18,7 @@ the reference rewards as a dataset column.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .._validate import choice, finite_array, integer
 from ..calibration import ESTIMATORS, calibrate, calibrate_empirical
 from ..laws import ContinuousLaw, DiscreteLaw, RewardLaw
+from ..planning import RLOO_OBJECTIVE
 from ..transforms import Transform
 from .evaluation import sample_pool
 from .rewards import Reward, score
@@ -183,6 +185,12 @@ def trl_reward(
     return ctrl_reward
 
 
+#: TRL 1.16 still uses transformers' ``gradient_checkpointing*`` names, deprecated for v6, in
+#: its config and trainer: warnings about TRL's code, not the user's. :func:`trl_rloo_config`
+#: and ``experiments/trl_ctrl.py`` silence these (and only these).
+TRL_DEPRECATIONS = r"`(is_)?gradient_checkpointing\w*` is deprecated"
+
+
 def trl_rloo_config(
     output_dir: str,
     *,
@@ -211,14 +219,13 @@ def trl_rloo_config(
         num_generations=group_size,
         max_completion_length=max_new_tokens,
         beta=beta,
-        num_iterations=1,
-        normalize_advantages=False,
-        temperature=1.0,
+        **RLOO_OBJECTIVE,  # one update per batch, raw advantages, temperature 1, constant lr
         learning_rate=learning_rate,
-        lr_scheduler_type="constant",
         max_steps=steps,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
     )
-    return RLOOConfig(**{**settings, **overrides})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TRL_DEPRECATIONS, category=FutureWarning)
+        return RLOOConfig(**{**settings, **overrides})

