@@ -133,9 +133,7 @@ def _scipy_special(name: str, nargs: int) -> types.ExternalFunction:
     symbol = f"infalign_theory_scipy_{name}"
     llvm.add_symbol(symbol, get_cython_function_address("scipy.special.cython_special", entry))
     # The trailing int is Cython's skip-dispatch flag (pass 0).
-    return types.ExternalFunction(
-        symbol, types.float64(*([types.float64] * nargs), types.intc)
-    )
+    return types.ExternalFunction(symbol, types.float64(*([types.float64] * nargs), types.intc))
 
 
 _betainc = _scipy_special("betainc", 3)  # I_x(a, b)
@@ -176,6 +174,8 @@ _STIRLERR = np.array([
     0.006408994188004207, 0.0059513701127588475, 0.005554733551962801,
 ])  # fmt: skip
 _TWO_PI = 2.0 * math.pi
+# Coefficients of the asymptotic series of stirlerr: 1/12, 1/360, 1/1260, 1/1680, 1/1188.
+_S0, _S1, _S2, _S3, _S4 = 1.0 / 12.0, 1.0 / 360.0, 1.0 / 1260.0, 1.0 / 1680.0, 1.0 / 1188.0
 
 
 @jit
@@ -189,22 +189,20 @@ def _stirlerr(n):
         return _STIRLERR[int(n)]
     nn = n * n
     if n > 500.0:
-        return (1.0 / 12.0 - 1.0 / 360.0 / nn) / n
+        return (_S0 - _S1 / nn) / n
     if n > 80.0:
-        return (1.0 / 12.0 - (1.0 / 360.0 - 1.0 / 1260.0 / nn) / nn) / n
+        return (_S0 - (_S1 - _S2 / nn) / nn) / n
     if n > 35.0:
-        return (1.0 / 12.0 - (1.0 / 360.0 - (1.0 / 1260.0 - 1.0 / 1680.0 / nn) / nn) / nn) / n
-    return (
-        1.0 / 12.0 - (1.0 / 360.0 - (1.0 / 1260.0 - (1.0 / 1680.0 - 1.0 / 1188.0 / nn) / nn) / nn) / nn
-    ) / n
+        return (_S0 - (_S1 - (_S2 - _S3 / nn) / nn) / nn) / n
+    return (_S0 - (_S1 - (_S2 - (_S3 - _S4 / nn) / nn) / nn) / nn) / n
 
 
 @jit
 def _bd0(x, m):
-    """x log(x / m) + m - x >= 0, without cancellation when x is close to m.
+    """The deviance term x log(x / m) + m - x >= 0, without cancellation when x is near m.
 
-    Near m it is the series 2x sum_j v^(2j+1) / (2j+1) - (x - m) v ... with v = (x - m)/(x + m)
-    (Loader 2000; R's ``bd0``).
+    Near m it is the series (x - m) v + 2x sum_{j>=1} v^(2j+1) / (2j+1), v = (x - m)/(x + m),
+    whose terms are all small (Loader 2000; R's ``bd0``).
     """
     if abs(x - m) < 0.1 * (x + m):
         v = (x - m) / (x + m)
@@ -223,16 +221,14 @@ def _bd0(x, m):
 
 @jit
 def binomial_log_pmf(x, N, p, q):
-    """log P(Bin(N, p) = x) for an integer 0 < x < N, given p and q = 1 - p (both exact).
+    """The log-probability log P(Bin(N, p) = x), integer 0 < x < N, given p and q = 1 - p.
 
     Loader's saddle-point form (C. Loader, "Fast and accurate computation of binomial
     probabilities", 2000; R's ``dbinom`` and Boost): no difference of large logarithms,
     so the relative error stays a few eps times |x - Np| + 1 for N up to 10**6 and beyond,
     where lgamma(N + 1) - lgamma(x + 1) - lgamma(N - x + 1) loses 1e-9.
     """
-    lc = (
-        _stirlerr(N) - _stirlerr(x) - _stirlerr(N - x) - _bd0(x, N * p) - _bd0(N - x, N * q)
-    )
+    lc = _stirlerr(N) - _stirlerr(x) - _stirlerr(N - x) - _bd0(x, N * p) - _bd0(N - x, N * q)
     # log(2 pi x (N - x) / N): N - x is exact, where 1 - x/N would lose log10(N) digits
     return lc - 0.5 * math.log(_TWO_PI * x * (N - x) / N)
 

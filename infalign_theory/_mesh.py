@@ -275,7 +275,9 @@ def _running_mean_coef(values: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, n
     return first, (values[p] - first[:, None]) @ K.RUNNING_MEAN.T
 
 
-def _from_start(x, a, b, first, coef):  # noqa: ANN001, ANN202
+def _from_start(
+    x: np.ndarray, a: np.ndarray, b: np.ndarray, first: np.ndarray, coef: np.ndarray
+) -> np.ndarray:
     """int_a^x of a panel's interpolant, given by :func:`_running_mean_coef`."""
     z = np.clip((2.0 * x - a - b) / (b - a), -1.0, 1.0)
     return (np.minimum(x, b) - a) * (first + _legendre_series(coef, z))

@@ -129,7 +129,7 @@ class ContinuousPolicy:
         return phi / self.beta - shift - st[K.ST_LOGZ]
 
     def _pdf_pair(self, u: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """f at exact pairs (u, s = 1 - u)."""
+        """The density f at exact pairs (u, s = 1 - u)."""
         return np.exp(self._logpdf_pair(u, s))
 
     def pdf(self, u: Any) -> np.ndarray:

@@ -71,7 +71,7 @@ def solve_power(case: dict) -> dict:
 
 
 def discrete_case(k: int, n: int) -> dict:
-    """Levels with cumulative masses at Beta(k, n-k+1) quantiles; the policy's at their 1.05 power."""
+    """Levels at Beta(k, n-k+1) quantiles of cumulative mass; the policy's at their 1.05th power."""
     qs = stats.beta(k, n - k + 1).ppf([0.02, 0.2, 0.5, 0.8, 0.98])
     cum = np.unique(np.clip(np.round(qs / GRID), 1, 2**30 - 1)) * GRID
     cum_p = np.unique(np.clip(np.round(cum**1.05 / GRID), 1, 2**30 - 1)) * GRID

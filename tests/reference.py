@@ -211,7 +211,7 @@ def discrete_win_rate(p, q, k: int, n: int, dps: int = 50):
         P = F = mp.mpf(0)
         a_prev = b_prev = mp.mpf(0)
         w = mp.mpf(0)
-        for pj, qj in zip(p, q):
+        for pj, qj in zip(p, q, strict=True):
             P += mp.mpf(pj)
             F += mp.mpf(qj)
             a = binomial_tail(k, n, P, dps)[0]

@@ -79,14 +79,20 @@ def test_cdf_map_density_against_log_gamma(k, n):
 def test_stirling_error_table():
     with mp.workdps(40):
         for n in range(1, 40):
-            exact = mp.loggamma(n + 1) - (n + mp.mpf(1) / 2) * mp.log(n) + n - mp.log(
-                mp.sqrt(2 * mp.pi)
+            exact = (
+                mp.loggamma(n + 1)
+                - (n + mp.mpf(1) / 2) * mp.log(n)
+                + n
+                - mp.log(mp.sqrt(2 * mp.pi))
             )
             assert K._stirlerr(float(n)) == pytest.approx(float(exact), rel=4e-16)
     for n in (100.0, 600.0, 1e6):
         with mp.workdps(40):
-            exact = mp.loggamma(n + 1) - (n + mp.mpf(1) / 2) * mp.log(n) + n - mp.log(
-                mp.sqrt(2 * mp.pi)
+            exact = (
+                mp.loggamma(n + 1)
+                - (n + mp.mpf(1) / 2) * mp.log(n)
+                + n
+                - mp.log(mp.sqrt(2 * mp.pi))
             )
         assert K._stirlerr(n) == pytest.approx(float(exact), rel=1e-15)
 
@@ -160,9 +166,7 @@ def test_mirrored_power_policies(case):
     assert w == pytest.approx(1.0 - case["win_rate"], abs=2e-14)
 
 
-@pytest.mark.parametrize(
-    "case", CORNERS["discrete"], ids=lambda c: f"{c['k']}of{c['n']}"
-)
+@pytest.mark.parametrize("case", CORNERS["discrete"], ids=lambda c: f"{c['k']}of{c['n']}")
 def test_discrete_order_statistics_against_binomial_sums(case):
     values = np.arange(len(case["base"]), dtype=float)
     law = ia.DiscreteLaw(values, case["base"])

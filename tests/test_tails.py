@@ -78,7 +78,9 @@ def test_a_million_duplicated_values_merge_into_masses_summing_to_one():
     values = np.concatenate([np.repeat([0.0, 1.0], n // 2), [2.0]])
     law = ia.DiscreteLaw(values, np.full(n + 1, 1.0 / (n + 1)))
     assert math.fsum(law.probs) == 1.0
-    np.testing.assert_allclose(law.probs, [n / 2 / (n + 1), n / 2 / (n + 1), 1 / (n + 1)], rtol=4e-16)
+    np.testing.assert_allclose(
+        law.probs, [n / 2 / (n + 1), n / 2 / (n + 1), 1 / (n + 1)], rtol=4e-16
+    )
     base = ia.base_policy(law)
     assert ia.standard_win_rate(base) == pytest.approx(0.5, abs=1e-15)
     assert ia.win_rate(base, ia.best_of(7)) == pytest.approx(0.5, abs=1e-15)
