@@ -487,6 +487,136 @@ def builtin_array(kind, t, x, side, out):
 
 
 # --------------------------------------------------------------------------------------
+# Finite-K calibration (transforms.SampleCalibrated): binomial and trinomial means.
+# --------------------------------------------------------------------------------------
+#: A walk over binomial masses stops once a mass is below MIX_CUT of the mode's and its
+#: term below MIX_REL of the sum so far (the rest is then below ~1e-18 of it).
+MIX_CUT = 1e-40
+MIX_REL = 1e-20
+
+
+@jit
+def _binomial_mean(n, x, y, delta, phi, offset, step, phimax):
+    """E[phi[offset + step J]] for J ~ Binomial(n, p), p / (1 - p) = (x / y) (1 + delta).
+
+    x, y >= 0 with x + y > 0; ``delta`` (|delta| ~ 1e-16) carries what rounding took from
+    x / y, e.g. when x = 1 - y was rounded. The masses are walked from the mode outwards by
+    the ratio P(j + 1) / P(j) = (n - j) x / ((j + 1) y), starting from 1 at the mode, and
+    the sum is divided by their own total: no factorials, no normalising constant. Each
+    ratio is formed afresh, and the one rounding common to every step -- of the odds
+    themselves, which would compound to m roundings m steps away -- is put back to first
+    order through ``delta``: mass j is scaled by 1 + (j - mode) delta. ``phimax`` bounds
+    |phi|: a walk goes on past the mode's neighbourhood while its terms still matter to the
+    sum (when phi vanishes at the mode, the sum is made of terms of mass 1e-150).
+    """
+    if y == 0.0 or x > 1e300 * y:  # P(J < n) < 1e-295: the mode holds everything
+        return phi[offset + step * n]
+    if x == 0.0 or y > 1e300 * x:
+        return phi[offset]
+    mode = min(max(int(math.floor((n + 1.0) * (x / (x + y)))), 0), n)
+    total = 1.0
+    acc = phi[offset + step * mode]
+    total1 = 0.0  # sums of (j - mode) w_j and (j - mode) w_j phi_j: the delta correction
+    acc1 = 0.0
+    w = 1.0
+    j = mode
+    while j < n:
+        w *= ((n - j) * x) / ((j + 1.0) * y)
+        j += 1
+        if w == 0.0 or (w < MIX_CUT and w * phimax <= MIX_REL * abs(acc)):
+            break
+        v = phi[offset + step * j]
+        total += w
+        acc += w * v
+        total1 += (j - mode) * w
+        acc1 += (j - mode) * w * v
+    w = 1.0
+    j = mode
+    while j > 0:
+        w *= (j * y) / ((n - j + 1.0) * x)
+        j -= 1
+        if w == 0.0 or (w < MIX_CUT and w * phimax <= MIX_REL * abs(acc)):
+            break
+        v = phi[offset + step * j]
+        total += w
+        acc += w * v
+        total1 += (j - mode) * w
+        acc1 += (j - mode) * w * v
+    return (acc + delta * acc1) / (total + delta * total1)
+
+
+@jit
+def bernstein_mix(u, s, k, phi, out):
+    """out_i = sum_j Binomial(j; k, u_i) phi_j at pairs (u_i, s_i = 1 - u_i).
+
+    The smaller of u_i, s_i is exact and the larger is 1 minus it, rounded; the rounding is
+    recovered exactly (Sterbenz) and passed on as the odds' correction.
+    """
+    phimax = np.max(np.abs(phi))
+    for i in range(u.size):
+        x = u[i]
+        y = s[i]
+        if x <= y:  # y = 1 - x + lo
+            delta = -(((1.0 - y) - x) / y) if y > 0.0 else 0.0
+        else:  # x = 1 - y + lo
+            delta = ((1.0 - x) - y) / x if x > 0.0 else 0.0
+        out[i] = _binomial_mean(k, x, y, delta, phi, 0, 1, phimax)
+
+
+@jit
+def trinomial_mix(below, tie, above, k, phi, out):
+    """out_i = E[phi[S]], S = 2 B + T, (B, T, A) ~ Multinomial(k; below_i, tie_i, above_i).
+
+    The score of K comparisons with ties counted one half: T ~ Binomial(k, tie) and, given
+    T = tau, B ~ Binomial(k - tau, below / (below + above)). Walked like
+    :func:`_binomial_mean` in both variables (the rounding of below + above put back in the
+    odds of T); tie_i > 0.
+    """
+    phimax = np.max(np.abs(phi))
+    for i in range(below.size):
+        b = below[i]
+        a = above[i]
+        t = tie[i]
+        rest = b + a
+        if rest == 0.0 or t > 1e300 * rest:  # every comparison ties
+            out[i] = phi[k]
+            continue
+        bb = rest - a  # two-sum: rest + lo = b + a exactly
+        lo = (a - (rest - bb)) + (b - bb)
+        delta = -lo / rest  # odds t / (b + a) = (t / rest) (1 + delta)
+        mode = min(max(int(math.floor((k + 1.0) * (t / (t + rest)))), 0), k)
+        total = 1.0
+        acc = _binomial_mean(k - mode, b, a, 0.0, phi, mode, 2, phimax)
+        total1 = 0.0
+        acc1 = 0.0
+        w = 1.0
+        tau = mode
+        while tau < k:
+            w *= ((k - tau) * t) / ((tau + 1.0) * rest)
+            tau += 1
+            if w == 0.0 or (w < MIX_CUT and w * phimax <= MIX_REL * abs(acc)):
+                break
+            v = _binomial_mean(k - tau, b, a, 0.0, phi, tau, 2, phimax)
+            total += w
+            acc += w * v
+            total1 += (tau - mode) * w
+            acc1 += (tau - mode) * w * v
+        w = 1.0
+        tau = mode
+        while tau > 0:
+            w *= (tau * rest) / ((k - tau + 1.0) * t)
+            tau -= 1
+            if w == 0.0 or (w < MIX_CUT and w * phimax <= MIX_REL * abs(acc)):
+                break
+            v = _binomial_mean(k - tau, b, a, 0.0, phi, tau, 2, phimax)
+            total += w
+            acc += w * v
+            total1 += (tau - mode) * w
+            acc1 += (tau - mode) * w * v
+        out[i] = (acc + delta * acc1) / (total + delta * total1)
+
+
+# --------------------------------------------------------------------------------------
 # Continuous calibrated space: a tilt exp(Phi(u)/beta) of Uniform[0, 1] on a panel mesh.
 # --------------------------------------------------------------------------------------
 # Layout of the `stats` vector written by `tilt_pass`.

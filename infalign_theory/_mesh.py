@@ -155,11 +155,42 @@ def _raise(status: int, win: np.ndarray, beta: float, transform: Transform) -> N
             "raw reward, E[exp(r / beta)] is infinite); use a larger beta"
         )
     if status == K.TOO_BIG:
+        why = "the transform is too irregular to integrate to double precision"
+        if not isinstance(transform, _Builtin):
+            why += (
+                ", or the rounding of its values, magnified by 1/beta, is what refinement "
+                "chases; a larger beta avoids the latter"
+            )
         raise ValueError(
             f"the tilt by {name} at beta = {beta:g} needs more than {limit} quadrature "
-            "panels: the transform is too irregular to integrate to double precision"
+            f"panels: {why}"
         )
     raise RuntimeError(f"the tilt by {name} at beta = {beta:g} did not resolve")
+
+
+def _check_input_rounding(transform: Transform, beta: float, mesh: Mesh, f: np.ndarray) -> None:
+    """Refuse a tilt that the rounding of the transform's own argument visibly moves.
+
+    A transform that sees its argument rounded by up to delta (a user's callable sees
+    u = 1 - s rounded) computes the density at a point displaced by up to delta, which
+    moves at most delta * TV(f) of mass (TV, the total variation of f along the side).
+    Where that exceeds ``MAX_FLOOR`` the tilt lives on the scale of the rounding itself.
+    """
+    moved = 0.0
+    for side, delta in enumerate(transform.input_rounding):
+        if delta > 0.0:
+            values = f[mesh.side == side].ravel()  # in increasing x on the side
+            with np.errstate(invalid="ignore"):
+                jumps = np.abs(np.diff(values))
+            moved += delta * float(np.sum(np.where(np.isnan(jumps), np.inf, jumps)))
+    if moved > MAX_FLOOR:
+        end = "u = 1" if transform.input_rounding[1] > 0.0 else "u = 0"
+        raise ValueError(
+            f"the tilt by {transform.name} at beta = {beta:g} varies on the scale at which the "
+            f"transform's argument is rounded next to {end} (steps of "
+            f"{2.0 * max(transform.input_rounding):.2g}): that rounding moves {moved:.1e} of its "
+            f"mass, more than {MAX_FLOOR:g}; use a larger beta or a built-in transform"
+        )
 
 
 def resolve(
@@ -207,6 +238,8 @@ def resolve(
                 ATOL_WIN, MAX_FLOOR, X_FLOOR, MAX_PANELS_PYTHON, *consts, r, f, mass, flags,
                 stats, win, done, transform.rounding_ulps,
             )  # fmt: skip
+            if not done:  # the tilt was computed this round
+                _check_input_rounding(transform, beta, mesh, f)
             done = False
             if status != K.SPLIT:
                 break

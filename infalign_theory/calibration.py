@@ -38,7 +38,7 @@ def calibrate(law: RewardLaw, rewards: Any) -> np.ndarray:
         return law.cdf(r)
     if isinstance(law, DiscreteLaw):
         return law.cdf(r) - 0.5 * law.pmf(r)
-    raise TypeError(f"law must be a DiscreteLaw or ContinuousLaw, got {type(law).__name__}")
+    raise ValueError(f"law must be a DiscreteLaw or ContinuousLaw, got {type(law).__name__}")
 
 
 def level_midpoints(law: DiscreteLaw) -> tuple[np.ndarray, np.ndarray]:

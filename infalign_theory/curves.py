@@ -37,6 +37,7 @@ _MAX_ITER = 300
 #: Tilts refused while bracketing the edge of double precision before giving up there.
 _MAX_FAILURES = 6
 _MAX_STEP = 4.0  # largest Newton step in log(beta) before a bracket exists
+_LOG_BETA_MAX = math.log(1e300)  # the search stays at beta <= 1e300
 
 
 def _kl_and_variance(
@@ -61,12 +62,37 @@ def kl_limit(transform: Transform, law: DiscreteLaw) -> float:
     The maximisers are found from Phi's exact representation (each value relative to its
     offset), so levels whose Phi differ by less than a rounding of 1 are still told apart.
     """
+    if not isinstance(transform, Transform):
+        raise ValueError(f"transform must be a Transform, got {transform!r}")
     if not isinstance(law, DiscreteLaw):
         raise ValueError("kl_limit is exact on a DiscreteLaw; a continuous law has no finite bound")
+    shifted = _level_values(transform, law)
+    return float(-math.log(np.sum(law.probs[shifted == np.max(shifted)])))
+
+
+def _level_values(transform: Transform, law: DiscreteLaw) -> np.ndarray:
+    """Phi on the levels, relative to the largest offset (exact order); checked."""
     values, offsets = transform.pair_relative(*level_midpoints(law))
     top_offset = offsets.max()
     shifted = np.where(offsets == top_offset, values, values + (offsets - top_offset))
-    return float(-math.log(np.sum(law.probs[shifted == np.max(shifted)])))
+    bad = np.isnan(shifted) | (shifted == np.inf)
+    if np.any(bad):
+        j = int(np.argmax(bad))
+        raise ValueError(
+            f"transform {transform.name} is {values[j] + offsets[j]} at level {j} of the law "
+            "(u = {:.17g}); a transform must be finite (or -inf) there".format(
+                level_midpoints(law)[0][j]
+            )
+        )
+    if np.all(shifted == -np.inf):
+        raise ValueError(f"transform {transform.name} is -inf at every level of the law")
+    return shifted
+
+
+def _kl_floor(transform: Transform, law: DiscreteLaw) -> float:
+    """The KL the tilt approaches as beta -> inf: -log q(Phi > -inf) (0 if Phi is finite)."""
+    live = _level_values(transform, law) > -np.inf
+    return 0.0 if np.all(live) else float(-math.log(np.sum(law.probs[live])))
 
 
 def beta_for_kl(transform: Transform, kl: float, *, law: RewardLaw | None = None) -> float:
@@ -102,6 +128,25 @@ def _log_scale(transform: Transform, law: RewardLaw | None) -> float:
     return min(max(math.log(spread), -680.0), 680.0) if 0.0 < spread < math.inf else 0.0
 
 
+def _check_values(transform: Transform) -> None:
+    """Refuse up front a transform that is NaN or +inf on a grid of (0, 1).
+
+    The continuous engine refuses such a transform for every beta; checked here so that the
+    search for beta reports the transform, not an unreachable KL.
+    """
+    u = np.linspace(0.0, 1.0, 257)[1:-1]
+    values = transform(u)
+    bad = np.isnan(values) | (values == np.inf)
+    if np.any(bad):
+        j = int(np.argmax(bad))
+        raise ValueError(
+            f"transform {transform.name} returned {values[j]} at u = {float(u[j])!r}; a transform "
+            "must be finite (or -inf) on (0, 1)"
+        )
+    if np.all(values == -np.inf):
+        raise ValueError(f"transform {transform.name} is -inf on all of (0, 1)")
+
+
 def _solve_beta(
     transform: Transform, target: float, law: RewardLaw | None, x: float | None
 ) -> float:
@@ -109,17 +154,22 @@ def _solve_beta(
         raise ValueError(f"transform must be a Transform, got {transform!r}")
     if isinstance(law, DiscreteLaw):
         limit = kl_limit(transform, law)
-        if limit <= 0.0:
+        floor = _kl_floor(transform, law)
+        if limit <= floor:
             raise ValueError(
-                f"kl is 0 for every beta: {transform.name} is constant on the levels of this law"
+                f"kl is {floor:.12g} for every beta: {transform.name} is constant on the levels "
+                "of this law where it is finite"
             )
-        if not target < limit:
+        if not floor < target < limit:
             raise ValueError(
-                f"kl must be in (0, {limit:.12g}) for {transform.name} on this law (its limit "
-                f"as beta -> 0), got {target!r}"
+                f"kl must be in ({floor:.12g}, {limit:.12g}) for {transform.name} on this law "
+                f"(its limits as beta -> inf and beta -> 0), got {target!r}"
             )
+    else:
+        _check_values(transform)
+    scale = _log_scale(transform, law)
     if x is None:
-        x = _log_scale(transform, law)
+        x = scale
     start = x
     lo, hi = -math.inf, math.inf  # KL(lo) > target > KL(hi); the root lies in between
     last_error: ValueError | None = None
@@ -150,6 +200,14 @@ def _solve_beta(
             continue
         if abs(value - target) <= KL_RTOL * target:
             return math.exp(x)
+        if value > target and ((var <= 1e-12 * value and x >= scale + 14.0) or x >= _LOG_BETA_MAX):
+            # beta is 1e6 times Phi's spread and KL no longer falls as beta grows (its slope
+            # is -Var): the infimum of KL over beta is above the target
+            raise ValueError(
+                f"kl = {target!r} is out of reach for {transform.name}: every beta gives KL >= "
+                f"about {value:.12g} (as beta grows the tilt tends to the base restricted to "
+                "where Phi > -inf, whose KL is -log of that mass)"
+            )
         if value > target:
             lo = x
         else:
@@ -158,6 +216,7 @@ def _solve_beta(
         x_new = x + max(-_MAX_STEP, min(_MAX_STEP, step))
         if not lo < x_new < hi:
             x_new = 0.5 * (lo + hi) if math.isfinite(lo) and math.isfinite(hi) else x_new
+        x_new = min(x_new, _LOG_BETA_MAX)
         if hi - lo <= 4.0 * K.EPS * max(1.0, abs(x)):
             break
         if value < target and var / value < 1e-12 and not isinstance(law, DiscreteLaw):
@@ -212,6 +271,17 @@ class TradeoffCurve:
         }
 
 
+def _grid(values: Any, name: str) -> np.ndarray:
+    """A 1-D float array from a number or a flat list, or a ValueError naming ``name``."""
+    try:
+        grid = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a flat list of real numbers, got {values!r}") from exc
+    if grid.ndim != 1:
+        raise ValueError(f"{name} must be a flat list of numbers, got shape {grid.shape}")
+    return grid
+
+
 def tradeoff_curve(
     transform: Transform,
     procedure: OrderStatistic,
@@ -244,12 +314,12 @@ def tradeoff_curve(
     if (betas is None) == (kls is None):
         raise ValueError("give exactly one of betas and kls")
     if betas is not None:
-        grid = np.atleast_1d(np.asarray(betas, dtype=np.float64))
+        grid = _grid(betas, "betas")
         if grid.size == 0 or np.any(np.isnan(grid)) or np.any(grid <= 0.0):
             raise ValueError("betas must be a non-empty list of numbers > 0 (inf: the base)")
         beta = grid.copy()
     else:
-        grid = np.atleast_1d(np.asarray(kls, dtype=np.float64))
+        grid = _grid(kls, "kls")
         if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid < 0.0):
             raise ValueError("kls must be a non-empty list of finite numbers >= 0")
         beta = np.full(grid.size, np.inf)

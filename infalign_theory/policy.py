@@ -109,6 +109,11 @@ class ContinuousPolicy:
     _win_cache: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
+        why = self.transform.infinite_normaliser(self.beta)
+        if why is not None:
+            raise ValueError(
+                f"the tilt by {self.transform.name} is not normalisable at any beta: {why}"
+            )
         object.__setattr__(self, "_resolved", _mesh.resolve(self.transform, self.beta))
 
     # -- densities ------------------------------------------------------------------

@@ -41,7 +41,7 @@ import numpy as np
 
 from . import _kernels as K
 from ._validate import choice, integer, positive_finite, real, unit_interval
-from .calibration import ESTIMATORS, estimate, level_midpoints, score_distribution
+from .calibration import ESTIMATORS, estimate
 from .laws import ContinuousLaw, DiscreteLaw, RewardLaw
 
 
@@ -51,11 +51,22 @@ class Transform(abc.ABC):
     #: Relative error of the values, in units of rounding: the continuous engine does not
     #: refine a tilt below the noise this leaves in Phi/beta.
     rounding_ulps: ClassVar[float] = 4.0
+    #: Absolute rounding of the argument that :meth:`_left` and :meth:`_right` act on, as
+    #: seen by the formula: 0 when u (side 0) or s = 1 - u (side 1) is used exactly.
+    input_rounding: ClassVar[tuple[float, float]] = (0.0, 0.0)
 
     @property
     def offsets(self) -> tuple[float, float]:
         """Constants added back to :meth:`_left` and :meth:`_right` to obtain Phi."""
         return (0.0, 0.0)
+
+    def infinite_normaliser(self, beta: float) -> str | None:
+        r"""Why :math:`E[\exp(\Phi(U)/\beta)]`, U ~ Uniform(0, 1), is infinite, or None.
+
+        None means the tilt is normalisable as far as the transform can tell (every
+        transform bounded above is); the continuous engine refuses the others it meets.
+        """
+        return None
 
     @property
     @abc.abstractmethod
@@ -234,6 +245,18 @@ class Mirror(Transform):
         off_l, off_r = self.transform.offsets
         return (off_r, off_l)
 
+    @property
+    def input_rounding(self) -> tuple[float, float]:  # type: ignore[override]  # noqa: D102
+        left, right = self.transform.input_rounding
+        return (right, left)
+
+    @property
+    def rounding_ulps(self) -> float:  # type: ignore[override]  # noqa: D102
+        return self.transform.rounding_ulps
+
+    def infinite_normaliser(self, beta: float) -> str | None:  # noqa: D102
+        return self.transform.infinite_normaliser(beta)  # U and 1 - U have the same law
+
     def _left(self, u: np.ndarray) -> np.ndarray:
         return self.transform._right(u)
 
@@ -261,11 +284,76 @@ class Quantile(Transform):
         label = law.name if isinstance(law, ContinuousLaw) else f"discrete[{law.n_levels}]"
         return f"raw({label})"
 
+    def infinite_normaliser(self, beta: float) -> str | None:
+        """Why E[exp(r / beta)] is infinite under the law, for a law heavier than exponential.
+
+        A tilt by the raw reward needs the law's moment generating function at 1/beta. It
+        exists for no beta > 0 when the upper tail is heavier than every exponential
+        (log-normal, Student-t, Pareto, Weibull with shape < 1, ...): those are refused
+        here, since their divergence lies beyond double precision, where quadrature cannot
+        see it. Exponential-type tails (E[exp(r / beta)] finite only for beta above the
+        tail's scale) are left to the engine, which sees their divergence.
+        """
+        if not isinstance(self.law, ContinuousLaw):
+            return None
+        if not hasattr(self, "_tail"):
+            object.__setattr__(self, "_tail", _upper_tail_exponent(self.law))
+        gamma = self._tail  # type: ignore[attr-defined]
+        if gamma is None or gamma >= HEAVY_TAIL_EXPONENT:
+            return None
+        return (
+            f"E[exp(r / beta)] is infinite for every beta > 0 under {self.law.name}: its upper "
+            f"tail is heavier than exponential (-log P(R > x) grows like x^{max(gamma, 0.0):.2g}, "
+            "slower than x), so the raw reward has no KL-regularised policy; calibrate it first "
+            "(a bounded transform of the calibrated reward)"
+        )
+
     def _left(self, u: np.ndarray) -> np.ndarray:
         return self.law.ppf(u)
 
     def _right(self, s: np.ndarray) -> np.ndarray:
         return self.law.isf(s)
+
+
+#: A law whose -log P(R > x) grows like x^gamma with gamma below this has no moment
+#: generating function: exponential-type tails read 0.98 to 1.05 at the depth probed (gamma,
+#: normal-inverse-Gaussian, Gumbel, logistic), light ones 2 or more, heavy ones 0 (power
+#: laws), about 0 (log-normal) or the Weibull shape (below 1).
+HEAVY_TAIL_EXPONENT = 0.95
+
+
+def _upper_tail_exponent(law: ContinuousLaw) -> float | None:
+    """The exponent gamma of -log P(R > x) ~ x^gamma far in the upper tail, or None.
+
+    None for a law bounded above. Otherwise x doubles from the law's median (x_k = m +
+    d 2^k, d its 1e-3 quantile distance) until P(R > x) underflows or x overflows, and
+    gamma = log2 of the ratio of the last two increments of -log P(R > x) -- the deepest
+    reading of the tail scipy's ``logsf`` gives, past 1e-300 in probability.
+    """
+    dist = law.dist
+    if math.isfinite(float(dist.support()[1])):
+        return None
+    with np.errstate(all="ignore"):
+        m = float(dist.isf(0.5))
+        d = float(dist.isf(1e-3)) - m
+        if not (math.isfinite(m) and math.isfinite(d) and d > 0.0):
+            return None
+        x = m + d * 2.0 ** np.arange(1100)
+        x = x[np.isfinite(x)]
+        # -log P(R > x) in growing chunks: scipy integrates some tails numerically, and a
+        # tail that underflows does so within a dozen doublings
+        h = np.empty(0)
+        for stop in (16, 64, x.size):
+            h = np.concatenate([h, -np.asarray(dist.logsf(x[h.size : stop]), dtype=np.float64)])
+            if not np.all(np.isfinite(h)):
+                break
+        # the leading run of finite, increasing values (past it the tail underflowed)
+        good = np.isfinite(h) & np.concatenate([[True], np.diff(h) > 0.0])
+    n = int(np.argmin(good)) if not np.all(good) else h.size
+    if n < 4:
+        return None  # gone below 1e-300 within a few doublings: lighter than exponential
+    inc = np.diff(h[:n])
+    return float(np.log2(inc[-1] / inc[-2]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,10 +389,6 @@ class LevelValues(Transform):
     def _right(self, s: np.ndarray) -> np.ndarray:
         j = np.searchsorted(-self.law.sf_levels, -s, side="right")
         return self.values[j.clip(0, self.values.size - 1)]
-
-
-#: Cells (nodes x binomial terms) per block when SampleCalibrated mixes: bounds its memory.
-_MIX_CELLS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -344,12 +428,19 @@ class SampleCalibrated(Transform):
             raise ValueError(f"transform must be a Transform, got {self.transform!r}")
         object.__setattr__(self, "k", integer(self.k, "k", 1, 100_000))
         choice(self.estimator, "estimator", ESTIMATORS)
-        c = estimate(2 * np.arange(self.k + 1), self.k, self.estimator)
-        values, offsets = self.transform.pair_relative(c, 1.0 - c)
-        if np.any(np.isnan(values) | np.isinf(values)):
+        score = 2 * np.arange(self.k + 1)  # without ties: S = 2J, J ~ Binomial(K, u)
+        c = estimate(score, self.k, self.estimator)
+        # 1 - C^(S) = C^(2K - S) for both estimators: the pair is exact
+        values, offsets = self.transform.pair_relative(
+            c, estimate(2 * self.k - score, self.k, self.estimator)
+        )
+        bad = ~np.isfinite(values + offsets)
+        if np.any(bad):
+            j = int(np.argmax(bad))
             raise ValueError(
-                f"{self.transform.name} is infinite at an estimate of C that {self.k} samples "
-                f"can give ({self.estimator}: 0 or 1); use estimator='smoothed'"
+                f"{self.transform.name} is {values[j] + offsets[j]} at the estimate C = "
+                f"{c[j]:g} that {self.k} samples can give ({self.estimator}); a transform "
+                "must be finite there (for log-like transforms use estimator='smoothed')"
             )
         object.__setattr__(self, "_values", values)
         object.__setattr__(self, "_value_offsets", offsets)
@@ -371,35 +462,15 @@ class SampleCalibrated(Transform):
     def _mix(self, u: np.ndarray, s: np.ndarray, index: int) -> np.ndarray:
         """sum_j P(J = j | u) (Phi(c_j) - Phi(c_index)), J ~ Binomial(K, u), s = 1 - u.
 
-        Only the j within 14 standard deviations + 50 of K u carry weight (the rest is
-        below 1e-40 of it), so each node costs O(sqrt(K)) and memory stays bounded. The
-        binomial masses come from scipy's binom.pmf (accurate to a few ulps, where log-gamma
-        differences lose ~log K digits), taken from whichever of u and s is exact.
+        One kernel call: the binomial masses are walked from the mode outwards by their
+        ratio, from whichever of u and s is exact, and the terms below 1e-40 of the mode's
+        are dropped, so each node costs O(sqrt(K u s)) (see ``_kernels.bernstein_mix``).
         """
-        from scipy.stats import binom  # lazy: scipy.stats takes most of a second to import
-
-        k = self.k
-        phi = self._phi_minus(index)
-        u, s = np.asarray(u, dtype=np.float64).ravel(), np.asarray(s, dtype=np.float64).ravel()
-        spread = 14.0 * np.sqrt(k * u * s) + 50.0
-        lo = np.clip(np.floor(k * u - spread), 0, k).astype(np.int64)
-        width = np.clip(np.ceil(k * u + spread), 0, k).astype(np.int64) - lo + 1
+        phi = np.ascontiguousarray(self._phi_minus(index), dtype=np.float64)
+        u = np.ascontiguousarray(u, dtype=np.float64).ravel()
+        s = np.ascontiguousarray(s, dtype=np.float64).ravel()
         out = np.empty(u.size)
-        order = np.argsort(width, kind="stable")  # chunks of similar width
-        start = 0
-        while start < u.size:
-            stop = min(u.size, start + max(1, _MIX_CELLS // int(width[order[start]])))
-            stop = min(stop, start + max(1, _MIX_CELLS // int(width[order[stop - 1]])))
-            idx = order[start:stop]
-            w = int(width[idx].max())
-            j = lo[idx, None] + np.arange(w)[None, :]
-            live = j <= k
-            j = np.minimum(j, k)
-            # P(J = j | u) = P(K - J = K - j | s): one evaluation, from the exact one of u, s
-            left = (u[idx] <= s[idx])[:, None]
-            pmf = binom.pmf(np.where(left, j, k - j), k, np.where(left, u[idx, None], s[idx, None]))
-            out[idx] = np.where(live, pmf * phi[j], 0.0).sum(axis=1)
-            start = stop
+        K.bernstein_mix(u, s, self.k, phi, out)
         return out
 
     def _left(self, u: np.ndarray) -> np.ndarray:
@@ -409,35 +480,89 @@ class SampleCalibrated(Transform):
         return self._mix(1.0 - s, s, -1)
 
     def on(self, law: DiscreteLaw) -> LevelValues:
-        """The same transform on the levels of a discrete law (ties counted one half)."""
-        u, _ = level_midpoints(law)
-        below = np.concatenate([[0.0], law.cdf_levels[:-1]])
-        grid = estimate(np.arange(2 * self.k + 1), self.k, self.estimator)
-        values, offsets = self.transform.pair_relative(grid, 1.0 - grid)
-        phi = values + offsets
+        r"""The same transform on the levels of a discrete law (ties counted one half).
+
+        A response on level j is compared with K references: each is below it (mass
+        :math:`F_{j-1}`), tied (:math:`q_j`) or above (:math:`1 - F_j`), so the half-integer
+        score is S = 2B + T with (B, T) trinomial, and the level's value is
+        :math:`E[\Phi(\hat C(S))]`, summed exactly over the (B, T) that carry weight
+        (``_kernels.trinomial_mix``). Refused up front when that sum would take more than
+        about ``TRINOMIAL_TERMS`` terms (many levels at large K).
+        """
+        if not isinstance(law, DiscreteLaw):
+            raise ValueError(f"law must be a DiscreteLaw, got {law!r}")
+        k = self.k
+        scores = np.arange(2 * k + 1)
+        grid = estimate(scores, k, self.estimator)
+        values, offsets = self.transform.pair_relative(
+            grid, estimate(2 * k - scores, k, self.estimator)
+        )
+        phi = np.ascontiguousarray(values + offsets)
+        below = np.ascontiguousarray(np.concatenate([[0.0], law.cdf_levels[:-1]]))
+        above = np.ascontiguousarray(law.sf_levels)
+        tie = np.ascontiguousarray(law.probs)
+        # Every comparison scores 0 (above), 1 (tied: q_j > 0) or 2 (below), so level j
+        # reaches every score from 0 (K if nothing lies above) to 2K (K if nothing below).
+        lo = np.where(above > 0.0, 0, k)
+        hi = np.where(below > 0.0, 2 * k, k)
+        bad = np.concatenate([[0], np.cumsum(~np.isfinite(phi))])
+        hit = bad[hi + 1] - bad[lo] > 0
+        if np.any(hit):
+            j = int(np.argmax(hit))
+            s_bad = lo[j] + int(np.argmax(~np.isfinite(phi[lo[j] : hi[j] + 1])))
+            raise ValueError(
+                f"{self.transform.name} is {phi[s_bad]} at the estimate C = {grid[s_bad]:g} "
+                f"that {k} samples can give on level {j} of this law; a transform must be "
+                "finite there (for log-like transforms use estimator='smoothed')"
+            )
+        terms = trinomial_terms(k, below, tie, above)
+        if terms > TRINOMIAL_TERMS:
+            raise ValueError(
+                f"k = {k} on a law of {law.n_levels} levels needs about {terms:.1e} binomial "
+                f"terms (the limit is {TRINOMIAL_TERMS:.0e}, some seconds): use a smaller k "
+                "or a law with fewer levels"
+            )
         out = np.empty(law.n_levels)
-        for i in range(law.n_levels):
-            pmf = score_distribution(self.k, float(below[i]), float(law.probs[i]))
-            live = pmf > 0.0
-            if np.any(np.isinf(phi[live])):
-                raise ValueError(
-                    f"{self.transform.name} is infinite at an estimate of C that {self.k} "
-                    "samples can give on this law; use estimator='smoothed'"
-                )
-            out[i] = float(pmf[live] @ phi[live])
+        K.trinomial_mix(below, tie, above, k, phi, out)
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"{self.name} overflows on this law: its values exceed 1e300")
         return LevelValues(law, out, f"{self.name} on {law.n_levels} levels")
+
+
+#: The most terms :meth:`SampleCalibrated.on` sums (each costs a few nanoseconds).
+TRINOMIAL_TERMS = 2e9
+
+
+def trinomial_terms(k: int, below: np.ndarray, tie: np.ndarray, above: np.ndarray) -> float:
+    """About how many terms ``_kernels.trinomial_mix`` visits: (ties) x (below | ties) walks.
+
+    A walk from a binomial's mode to masses of 1e-40 of it spans about 13.6 standard
+    deviations each way (plus a few terms where the deviation is below one).
+    """
+    rest = below + above
+    sd_tie = np.sqrt(k * tie * rest)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(rest > 0.0, below / np.where(rest > 0.0, rest, 1.0), 0.0)
+    sd_below = np.sqrt(k * rest * p * (1.0 - p))
+    return float(np.sum((27.2 * sd_tie + 25.0) * (27.2 * sd_below + 25.0)))
 
 
 @dataclass(frozen=True)
 class Custom(Transform):
     """A user's transform: any vectorised callable u -> Phi(u) on numpy arrays.
 
-    Values may be -inf (zero weight) but never NaN or +inf. Near u = 1 the callable receives
-    u = 1 - s rounded to double precision.
+    The callable receives a float array and must return real numbers of the same shape
+    (or a scalar, for a constant). Values may be -inf (zero weight) but never NaN or +inf.
+    Near u = 1 the callable receives u = 1 - s rounded to double precision (an absolute
+    error up to 2**-54), so a tilt whose mass sits within about 1e-7 beta-scaled units of
+    u = 1 is refused rather than computed from rounding: prefer a built-in transform, or
+    :class:`Mirror` of a transform written in s = 1 - u, where that matters.
+    Exceptions the callable raises are passed on unchanged.
     """
 
     fn: Callable[[np.ndarray], Any]
     label: str = "custom"
+    input_rounding: ClassVar[tuple[float, float]] = (0.0, 2.0**-54)
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
@@ -448,9 +573,25 @@ class Custom(Transform):
         return self.label
 
     def _call(self, u: np.ndarray) -> np.ndarray:
-        out = np.asarray(self.fn(u), dtype=np.float64)
+        raw = np.asarray(self.fn(u))
+        if raw.dtype.kind == "c":
+            raise ValueError(
+                f"fn (transform {self.label}) must return real numbers, it returned complex "
+                "values; take the real part (or the modulus) yourself if that is what you mean"
+            )
+        if raw.dtype.kind not in "biuf":
+            raise ValueError(
+                f"fn (transform {self.label}) must return real numbers, it returned an array "
+                f"of dtype {raw.dtype}"
+            )
+        out = raw.astype(np.float64)
         if out.shape != u.shape:
-            out = np.broadcast_to(out, u.shape).copy()
+            if out.ndim != 0:
+                raise ValueError(
+                    f"fn (transform {self.label}) must return one value per point of its "
+                    f"input (shape {u.shape}) or a scalar, it returned shape {out.shape}"
+                )
+            out = np.full(u.shape, float(out))
         return out
 
     def _left(self, u: np.ndarray) -> np.ndarray:

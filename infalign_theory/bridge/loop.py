@@ -43,6 +43,7 @@ line (``log.jsonl``), and resume from ``checkpoint.pt`` in ``run_dir``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -50,10 +51,11 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -149,11 +151,44 @@ def _digest(texts: Sequence[str]) -> str:
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
 
 
+def replace_durably(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Replace ``path`` by what ``write`` writes to a binary file, atomically and durably.
+
+    ``write`` fills a temporary file of a name no other writer uses (same folder, created
+    exclusively), which is flushed and fsync-ed before ``os.replace`` moves it over
+    ``path``; the folder is fsync-ed after. Readers and a crash at any point see the old
+    file or the new one, whole; concurrent writers each replace it with a whole file (the
+    last one wins). The temporary file is removed if ``write`` fails.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable (POSIX; folders cannot be opened on Windows)
+        dir_fd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file: never a truncated file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` (UTF-8) to ``path``: never a truncated file, see :func:`replace_durably`."""
+    data = text.encode("utf-8")
+    replace_durably(path, lambda fh: fh.write(data))
 
 
 def run_identity(
@@ -304,7 +339,8 @@ class CTRLTrainer:
             self.calibrator = Calibrator(json.loads(refs.read_text()), self.config.estimator)
         ckpt = self.run_dir / "checkpoint.pt"
         if ckpt.exists():
-            state = torch.load(ckpt, map_location=self.device, weights_only=False)
+            # tensors, numbers, strings and lists only: a planted pickle is refused, not run
+            state = torch.load(ckpt, map_location=self.device, weights_only=True)
             missing, unexpected = self.policy.load_state_dict(state["policy"], strict=False)
             if unexpected or set(missing) & set(self._trainable_names()):
                 raise ValueError(
@@ -332,9 +368,7 @@ class CTRLTrainer:
             "step": self.step_count,
             "history": self.history,
         }
-        tmp = self.run_dir / "checkpoint.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.run_dir / "checkpoint.pt")
+        replace_durably(self.run_dir / "checkpoint.pt", lambda fh: torch.save(state, fh))
 
     def _trainable_names(self) -> list[str]:
         return [name for name, p in self.policy.named_parameters() if p.requires_grad]
