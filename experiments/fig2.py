@@ -55,10 +55,13 @@ def compute(cfg: Config) -> dict:
             curves.append(pareto_frontier(procedure, kls).to_dict())
         bon_policy = ia.tilt(ia.Log(), best_of_n_beta)
         point = ia.evaluate(bon_policy, procedure).to_dict()
+        label = f"Best-of-{cfg.n} policy"
+        if panel != "best":  # the same policy, judged by the other procedure
+            label += f": its {procedure.name.capitalize()} win rate"
         panels[panel] = {
             "procedure": procedure.name,
             "curves": curves,
-            "best_of_n_policy": {"label": f"Best-of-{cfg.n} policy", **point},
+            "best_of_n_policy": {"label": label, **point},
         }
     return {
         "figure": "InfAlign (arXiv 2412.19792) Figure 2",

@@ -36,16 +36,16 @@ def prompt_set() -> list[tuple[str, ia.ContinuousLaw | ia.DiscreteLaw]]:
     heavy = np.round(stats.t(2).rvs(size=40, random_state=rng), 1)
     ties = np.round(rng.normal(1.0, 0.7, size=60))
     return [
-        ("N(0, 0.2)", ia.ContinuousLaw(stats.norm(0.0, 0.2))),
-        ("N(1, 0.5)", ia.ContinuousLaw(stats.norm(1.0, 0.5))),
-        ("N(-1, 1)", ia.ContinuousLaw(stats.norm(-1.0, 1.0))),
-        ("N(2, 2)", ia.ContinuousLaw(stats.norm(2.0, 2.0))),
-        ("N(0, 4)", ia.ContinuousLaw(stats.norm(0.0, 4.0))),
-        ("Beta(2, 5)", ia.ContinuousLaw(stats.beta(2.0, 5.0))),
-        ("3 Beta(5, 2)", ia.ContinuousLaw(stats.beta(5.0, 2.0, scale=3.0))),
-        ("U(-2, 2)", ia.ContinuousLaw(stats.uniform(-2.0, 4.0))),
-        ("rounded N (ties)", ia.DiscreteLaw(ties, np.full(ties.size, 1 / ties.size))),
-        ("t(2) sample (ties)", ia.DiscreteLaw(heavy, np.full(heavy.size, 1 / heavy.size))),
+        ("normal, mean 0, sd 0.2", ia.ContinuousLaw(stats.norm(0.0, 0.2))),
+        ("normal, mean 1, sd 0.5", ia.ContinuousLaw(stats.norm(1.0, 0.5))),
+        ("normal, mean -1, sd 1", ia.ContinuousLaw(stats.norm(-1.0, 1.0))),
+        ("normal, mean 2, sd 2", ia.ContinuousLaw(stats.norm(2.0, 2.0))),
+        ("normal, mean 0, sd 4", ia.ContinuousLaw(stats.norm(0.0, 4.0))),
+        ("beta(2, 5)", ia.ContinuousLaw(stats.beta(2.0, 5.0))),
+        ("3 x beta(5, 2)", ia.ContinuousLaw(stats.beta(5.0, 2.0, scale=3.0))),
+        ("uniform on [-2, 2]", ia.ContinuousLaw(stats.uniform(-2.0, 4.0))),
+        ("60 normals (mean 1, sd 0.7) rounded: ties", ia.DiscreteLaw.from_samples(ties)),
+        ("40 Student-t(2) rounded to 0.1: ties", ia.DiscreteLaw.from_samples(heavy)),
     ]
 
 
@@ -85,16 +85,18 @@ def plot(data: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.4, 4.6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.4, 5.6))
     cmap = matplotlib.colormaps["tab10"]
     for j, s in enumerate(data["reward_against_rank"]):
         left.plot(s["u"], s["reward"], color=cmap(j), lw=1.5, label=s["prompt"])
     left.set_xlabel("calibrated reward (rank under the base) u")
     left.set_ylabel("reward score")
     left.set_title("Ten prompts: reward against rank")
-    left.set_ylim(-6, 8)
+    low = min(min(s["reward"]) for s in data["reward_against_rank"])
+    high = max(max(s["reward"]) for s in data["reward_against_rank"])
+    left.set_ylim(low - 0.5, high + 0.5)  # every curve whole
     left.grid(alpha=0.3)
-    left.legend(fontsize=7, ncol=2, loc="upper left")
+    left.legend(fontsize=7.5, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     cal, raw = data["calibrated"], data["raw"]
     right.plot(
         cal["kl"],

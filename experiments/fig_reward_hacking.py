@@ -21,6 +21,7 @@ to the true reward's calibrated value (the frontier). Three reward models:
 
 from __future__ import annotations
 
+import textwrap
 import time
 from pathlib import Path
 
@@ -59,6 +60,14 @@ def scenarios(seed: int = 7) -> dict[str, list[ProxyPrompt]]:
     return out
 
 
+#: What each reward model gets wrong (r is the true reward of a response), as the panels say.
+ERRORS = {
+    "rare large errors": "2 % of responses, all poor (true r <= -1), score r + 8",
+    "monotone distortions": "score exp(2 r) or 10 r + 5 on half the prompts, r on the others",
+    "noise": "score r + e, e normal with mean 0 and sd 0.7, independent per response",
+}
+
+
 def compute(points: int) -> dict:
     betas = np.geomspace(1e-3, 1e2, points)
     panels = {}
@@ -72,8 +81,13 @@ def compute(points: int) -> dict:
         "figure": "true win rate against KL when aligning to a reward model that errs",
         "package_version": ia.__version__,
         "parameters": {"prompts": PROMPTS, "responses": RESPONSES, "betas": betas.tolist()},
+        "reward_models": ERRORS,
         "panels": panels,
     }
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, 44, break_on_hyphens=False, break_long_words=False)
 
 
 def plot(data: dict, path: Path) -> None:
@@ -87,7 +101,13 @@ def plot(data: dict, path: Path) -> None:
         "proxy_calibrated": ("tab:blue", "-", "reward model, calibrated"),
         "proxy_raw": ("tab:orange", "--", "reward model, raw"),
     }
-    fig, axes = plt.subplots(1, len(data["panels"]), figsize=(5.2 * len(data["panels"]), 4.4))
+    fig, axes = plt.subplots(1, len(data["panels"]), figsize=(5.2 * len(data["panels"]), 4.8))
+    p = data["parameters"]
+    fig.suptitle(
+        f"Aligning to a reward model that errs: the true win rate of KL-RL on its score "
+        f"({p['prompts']} prompts x {p['responses']} responses, one beta for all prompts)",
+        fontsize=12,
+    )
     for ax, (name, curves) in zip(axes, data["panels"].items(), strict=True):
         for key, c in curves.items():
             color, ls, label = style[key]
@@ -105,7 +125,7 @@ def plot(data: dict, path: Path) -> None:
             )
         ax.set_xlim(0, 5)
         ax.set_ylim(0.0, 1.0)
-        ax.set_title(name)
+        ax.set_title(f"{name}\n{_wrap(data['reward_models'][name])}", fontsize=10)
         ax.set_xlabel("prompt-averaged KL over responses [nats]")
         ax.set_ylabel("true standard win rate")
         ax.grid(alpha=0.3)
