@@ -192,6 +192,11 @@ def best_shared_exponent(
 
     if not isinstance(procedure, OrderStatistic):
         raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    if not laws or not all(isinstance(law, DiscreteLaw | ContinuousLaw) for law in laws):
+        raise ValueError("laws must be a non-empty sequence of DiscreteLaw or ContinuousLaw")
+    target = float(kl_target)
+    if not (math.isfinite(target) and target > 0.0):
+        raise ValueError(f"kl_target must be a finite number > 0, got {kl_target!r}")
     sign = 1.0 if 2 * procedure.k > procedure.n else -1.0
     w = _weights(weights, len(laws))
 

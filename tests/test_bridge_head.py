@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -29,7 +30,7 @@ from infalign_theory.bridge.head import (  # noqa: E402
     attach_tilted_head,
     rollout_logprobs,
 )
-from infalign_theory.bridge.loop import _leave_one_out  # noqa: E402
+from infalign_theory.bridge.loop import _leave_one_out, ctrl_loss  # noqa: E402
 from infalign_theory.bridge.rollout import Rollout  # noqa: E402
 
 
@@ -122,12 +123,10 @@ def test_exact_kl_loss_is_an_unbiased_gradient_of_the_objective():
     objective = (weights * (phi - beta * (logp - lp.reference.sum(-1)))).sum()
     exact = torch.autograd.grad(objective, params)
 
+    # the trainer's own loss, each completion weighted by its probability (no baseline:
+    # one that does not depend on the completion adds nothing in expectation)
     lp = rollout_logprobs(policy, toy.model, roll)
-    kl_now = lp.kl.detach()
-    to_come = kl_now.flip(-1).cumsum(-1).flip(-1) - kl_now
-    advantage = phi[:, None] - beta * to_come
-    per_sample = -(advantage * lp.policy).sum(-1) + beta * lp.kl.sum(-1)
-    surrogate = (weights.detach() * per_sample).sum()
+    surrogate = ctrl_loss(lp, phi, beta, group=1, weights=weights.detach())
     estimate = torch.autograd.grad(surrogate, params)
     for g, e in zip(exact, estimate, strict=True):
         assert torch.allclose(-e, g, atol=1e-5, rtol=1e-4)
@@ -170,3 +169,31 @@ def test_training_with_a_tilted_head_resumes_bit_for_bit(tmp_path):
     for a, b in zip(whole.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
     assert isinstance(resumed.get_output_embeddings(), TiltedHead)
+
+
+def test_reference_must_be_the_frozen_base_and_pad_started_prompts_stay_apart():
+    tok = word_tokenizer(["a", "b", "c"], eos=True)
+    model = tiny_model(len(tok), init_scale=0.3, eos_token_id=tok.eos_token_id, seed=1)
+    other = tiny_model(len(tok), init_scale=0.3, eos_token_id=tok.eos_token_id, seed=7)
+    policy = _perturbed(model)
+    roll = sample(policy, tok, ["<s> a"] * 3, max_new_tokens=3,
+                  generator=torch.Generator().manual_seed(2), keep_hidden=True)  # fmt: skip
+    with pytest.raises(ValueError, match="reference must be the frozen base"):
+        rollout_logprobs(policy, other, roll)
+    # "<s> a" starts with the pad token: left-padded "a" has the same ids, another mask
+    roll = sample(model, tok, ["<s> a", "a"] * 2, max_new_tokens=3,
+                  generator=torch.Generator().manual_seed(1))  # fmt: skip
+    with torch.no_grad():
+        assert torch.allclose(roll.logprobs, sequence_logprobs(model, roll), atol=1e-5)
+
+
+def test_evaluate_pools_refuses_mismatched_log_ratios_and_small_policy_pools():
+    from infalign_theory.bridge import Pool, evaluate_pools
+
+    a, b = np.zeros((3, 8)), np.zeros((3, 8))
+    with pytest.raises(ValueError, match="log_ratios must be finite"):
+        evaluate_pools(Pool(a, np.zeros((3, 5))), Pool(b))
+    with pytest.raises(ValueError, match="log_ratios must be finite"):
+        evaluate_pools(Pool(a, np.full((3, 8), np.nan)), Pool(b))
+    with pytest.raises(ValueError, match="needs at least 5 policy samples"):
+        evaluate_pools(Pool(a[:, :4], np.zeros((3, 4))), Pool(b), [ia.best_of(4)], noise="policy")

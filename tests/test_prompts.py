@@ -146,3 +146,13 @@ def test_best_shared_exponent_beats_every_other_exponent():
     for other in (0.5, 2.0, 0.5 * t, 2.0 * t, 30.0):
         assert direct(other) <= w + 1e-9
     assert w > direct(1e-6) + 1e-3  # it gains over the identity (t -> 0)
+
+
+def test_best_shared_exponent_refuses_bad_input():
+    from infalign_theory.prompts import best_shared_exponent
+
+    with pytest.raises(ValueError, match="laws must be a non-empty"):
+        best_shared_exponent([], ia.best_of(4), 0.2)
+    law = ia.DiscreteLaw([0.0, 1.0], [0.5, 0.5])
+    with pytest.raises(ValueError, match="kl_target must be a finite number > 0"):
+        best_shared_exponent([law], ia.best_of(4), float("nan"))

@@ -209,9 +209,18 @@ def evaluate_pools(
                     f"{b.shape[1]}"
                 )
     ratios = policy.log_ratios
+    if ratios.shape != a.shape or not np.all(np.isfinite(ratios)):
+        raise ValueError(
+            f"the policy pool's log_ratios must be finite, of the rewards' shape {a.shape}; "
+            f"got shape {ratios.shape}"
+        )
     if noise == "policy":
-        if a.shape[1] < 2:
-            raise ValueError("noise='policy' needs at least 2 policy samples per prompt")
+        largest = max((p.n for p in procedures), default=1)
+        if a.shape[1] < max(2, largest + 1):
+            raise ValueError(
+                f"noise='policy' needs at least {max(2, largest + 1)} policy samples per prompt "
+                f"(the jackknife leaves one out of n = {largest}); got {a.shape[1]}"
+            )
         kl = _conditional(ratios.mean(1), ratios.std(1, ddof=1) / np.sqrt(ratios.shape[1]))
     else:
         kl = _average(

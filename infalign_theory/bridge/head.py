@@ -125,6 +125,12 @@ def rollout_logprobs(
         with torch.no_grad():
             logp_ref = token_logprobs(reference, rollout)
         return TokenLogProbs(logp, logp_ref, None)
+    ref_head = reference.get_output_embeddings()
+    if ref_head is None or not torch.equal(ref_head.weight, head.base.weight):
+        raise ValueError(
+            "reference must be the frozen base of the policy's tilted head (the same output "
+            "layer and trunk): its log-probabilities are read from the policy's hidden states"
+        )
     tokens = rollout.input_ids[:, -mask.shape[1] :]  # (B, T)
     hidden = rollout.hidden  # (B, T, H), detached
     with torch.no_grad():

@@ -66,7 +66,7 @@ from .._validate import choice, integer, positive_finite
 from ..calibration import ESTIMATORS
 from ..transforms import Transform
 from .ctrl import Calibrator, check_transform, reference_rewards, transformed
-from .head import rollout_logprobs, tilted_head
+from .head import TokenLogProbs, rollout_logprobs, tilted_head
 from .rewards import Reward, score
 from .rollout import sample
 
@@ -230,8 +230,38 @@ def check_run_dir(folder: Path, identity: dict[str, Any]) -> None:
 
 def _leave_one_out(returns: torch.Tensor, group: int) -> torch.Tensor:
     """Returns minus the mean of the other members of their group (rows come in groups)."""
+    if group == 1:
+        return returns
     g = returns.reshape(-1, group, *returns.shape[1:])
     return (g - (g.sum(1, keepdim=True) - g) / (group - 1)).reshape(returns.shape)
+
+
+def ctrl_loss(
+    lp: TokenLogProbs,
+    reward: torch.Tensor,
+    beta: float,
+    group: int,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The loss whose gradient is an unbiased estimate of -grad(E[Phi] - beta KL).
+
+    ``reward`` (B,) is Phi(C^) of each completion; rows come in groups of ``group``
+    completions of one prompt (the leave-one-out baseline; ``group`` = 1: none). Without the
+    exact per-position KL the KL enters through the sequence's log-ratio; with it, each
+    position's KL contributes its own gradient and the KL still to come is a cost in the
+    advantage. The rows are averaged, or weighted by ``weights`` (summing to one).
+    """
+    if lp.kl is None:
+        logp = lp.policy.sum(-1)
+        log_ratio = logp.detach() - lp.reference.sum(-1)
+        advantage = _leave_one_out(reward - beta * log_ratio, group)
+        per_row = -advantage * logp
+    else:
+        kl_now = lp.kl.detach()
+        to_come = kl_now.flip(-1).cumsum(-1).flip(-1) - kl_now  # sum over s > t, (B, T)
+        advantage = _leave_one_out(reward[:, None] - beta * to_come, group)
+        per_row = -(advantage * lp.policy).sum(-1) + beta * lp.kl.sum(-1)
+    return per_row.mean() if weights is None else (weights * per_row).sum()
 
 
 class CTRLTrainer:
@@ -430,14 +460,7 @@ class CTRLTrainer:
         logp = lp.policy.sum(-1)
         log_ratio = logp.detach() - lp.reference.sum(-1)
         reward = torch.as_tensor(phi, dtype=torch.float32, device=self.device)
-        if lp.kl is None:  # the KL enters through the sequence's log-ratio
-            advantage = _leave_one_out(reward - cfg.beta * log_ratio, cfg.group_size)
-            loss = -(advantage * logp).mean()
-        else:  # exact per-position KL: its own gradient, and the KL still to come as reward
-            kl_now = lp.kl.detach()
-            to_come = kl_now.flip(-1).cumsum(-1).flip(-1) - kl_now  # sum over s > t, (B, T)
-            advantage = _leave_one_out(reward[:, None] - cfg.beta * to_come, cfg.group_size)
-            loss = (-(advantage * lp.policy).sum(-1) + cfg.beta * lp.kl.sum(-1)).mean()
+        loss = ctrl_loss(lp, reward, cfg.beta, cfg.group_size)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"step {self.step_count + 1}: the loss is {float(loss.detach())} (a "

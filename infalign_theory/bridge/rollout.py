@@ -133,7 +133,8 @@ def _sample(
     tokens, keep = [], []
     cache = {_cache_keyword(model): DynamicCache()}  # filled in place by each forward
     # a prompt repeated for a group is encoded once, and its cache shared by the group
-    unique, inverse = torch.unique(ids, dim=0, return_inverse=True)
+    # (tokens and mask: a prompt that starts with the pad token is not its shorter twin)
+    unique, inverse = torch.unique(torch.cat([ids, mask], 1), dim=0, return_inverse=True)
     rows = torch.empty(unique.shape[0], dtype=torch.long, device=device)
     rows[inverse] = torch.arange(batch, device=device)  # a row of each distinct prompt
     out = model(
