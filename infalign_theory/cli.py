@@ -819,7 +819,7 @@ def _plan_table(d: dict[str, Any], price: float | None) -> list[str]:
         *textwrap.wrap(
             f"{d['transform']} gains {100 * gain:.2f} points of {win} over the identity at "
             f"equal KL and is {100 * gap:.2f} points below the optimum. With the paper's "
-            f"reward e^(tu) (t > 0) or -e^(tu) (t < 0) the same policy has beta' = "
+            f"reward e^(tu) (t>0) or -e^(tu) (t<0) the same policy has beta' = "
             f"{d['paper_beta']:.6g}.",
             88,
         ),
