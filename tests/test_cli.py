@@ -313,12 +313,12 @@ def test_help_teaches_every_subcommand_and_option():
 
 def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
     # the first line read, then the pipe closed: no traceback, the status of SIGPIPE
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "infalign_theory.cli", "curve", "--betas", ",".join(["1"] * 20000)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-    )
-    proc.stdout.readline()
-    proc.stdout.close()
-    err = proc.stderr.read().decode()
-    assert proc.wait() == 141 and err == ""
+    ) as proc:
+        proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait() == 141 and err == ""
