@@ -614,9 +614,10 @@ def plan(
     local = _beaten(procedure, price, opt_policies, [best.policies, identity.policies])
     if local:
         notes.append(
-            f"on {len(local)} of {len(laws)} prompts the solver's optimum is a local one (a "
-            "tilt above scores more in W_T - beta KL at its beta; W_T is not concave for "
-            f"{procedure.name}): the optimum row is a lower bound on the best achievable"
+            f"on {len(local)} of {len(laws)} prompts the solver's optimum is a local one: "
+            "the exponential or the identity tilt scores more in W_T - beta KL at the "
+            f"optimum's beta (W_T is not concave for {procedure.name}); the optimum's numbers "
+            "are a lower bound on the best achievable"
         )
     if not abs(opt_kl - budget) <= 1e-9 * max(1.0, budget):
         notes.append(
