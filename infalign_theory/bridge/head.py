@@ -11,8 +11,8 @@ c zero at the start (so the policy starts as the base). The sampler already comp
 every generated token, so the policy's log-probabilities with their gradient, the reference's
 log-probabilities and the exact per-token KL all follow from the sampled hidden states
 through the output layer -- no second pass through the trunk, for the policy or the
-reference. This is what makes CTRL on SmolLM2-135M converge on two CPU cores
-(``experiments/bridge_converge.py`` measures it).
+reference: a training step costs little more than sampling (``experiments/bridge_converge.py``
+uses it on SmolLM2-135M).
 
 The correction lives in the hidden space, not on the vocabulary: a completion that gains from
 "great" moves h toward W's row for "great", and so toward the rows of the words near it
