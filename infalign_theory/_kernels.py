@@ -15,6 +15,11 @@ Conventions shared by the kernels
 * The continuous engine works on panels of [0, 1] split at u = 1/2: panels of side 0 carry
   the coordinate x = u, panels of side 1 carry x = s = 1 - u, so that the node positions
   near *either* end are exact (see ``_mesh.py``).
+* Order statistics: g(F) = I_F(k, n - k + 1) is scipy's incomplete beta (Boost), reached
+  through ``scipy.special.cython_special`` as a named external symbol (so the kernels stay
+  cacheable), or a short binomial tail summed; g'(F) is n P(Bin(n - 1, F) = k - 1) in
+  Loader's saddle-point form. Neither takes a difference of log-gamma values, which loses
+  1e-9 at n = 10**6.
 """
 
 from __future__ import annotations
@@ -152,7 +157,7 @@ def betainc_pair(a, b, F, Fc):
     The argument passed on is the accurate entry of the pair (I_F(a, b) = 1 - I_{1-F}(b, a)).
     The result on that side is computed directly; its complement is one minus it, unless it
     is below 1/64, when it is computed directly as well. Both keep scipy's relative accuracy
-    (about 1e-14 at a, b ~ 1e6) to within 64 eps.
+    (5e-13 or better at a, b ~ 1e6 against exact binomial sums) to within 64 eps.
     """
     if F <= Fc:
         if F <= 0.0:
