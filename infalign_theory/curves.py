@@ -16,7 +16,7 @@ checked before solving), infinite for a continuous law with a strictly increasin
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -367,17 +367,30 @@ def best_exponent(procedure: OrderStatistic, kl: float) -> tuple[float, float]:
         except ValueError:
             return -1.0
 
+    x, best = maximise_on_log_grid(value, math.log(0.01), math.log(1e7), 57, 1e-6)
+    return sign * math.exp(x), best
+
+
+def maximise_on_log_grid(
+    value: Callable[[float], float], lo: float, hi: float, points: int, xatol: float
+) -> tuple[float, float]:
+    """The maximiser of ``value`` over [lo, hi]: a grid scan, refined around its best point.
+
+    ``value`` returns -1 where it has no value (an exponent that cannot reach the KL);
+    bounded scalar minimisation refines between the best grid point's neighbours, to
+    ``xatol``, and is kept only if it does at least as well. Returns ``(x, value(x))``.
+    """
     from scipy import optimize  # lazy: imported only where it is used
 
-    logs = np.linspace(math.log(0.01), math.log(1e7), 57)
-    values = [value(float(x)) for x in logs]
+    grid = np.linspace(lo, hi, points)
+    values = [value(float(x)) for x in grid]
     i = int(np.argmax(values))
     res = optimize.minimize_scalar(
         lambda x: -value(x),
-        bounds=(logs[max(i - 1, 0)], logs[min(i + 1, logs.size - 1)]),
+        bounds=(grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]),
         method="bounded",
-        options={"xatol": 1e-6},
+        options={"xatol": xatol},
     )
     if -res.fun >= values[i]:
-        return sign * math.exp(res.x), float(-res.fun)
-    return sign * math.exp(float(logs[i])), float(values[i])
+        return float(res.x), float(-res.fun)
+    return float(grid[i]), float(values[i])

@@ -31,12 +31,12 @@ import numpy as np
 from . import _kernels as K
 from ._validate import choice, finite_array
 from .calibration import calibrate
-from .curves import TradeoffCurve
+from .curves import TradeoffCurve, beta_for_kl, kl_limit, maximise_on_log_grid
 from .laws import ContinuousLaw, DiscreteLaw, RewardLaw
 from .metrics import kl, standard_win_rate, win_rate
 from .policy import DiscretePolicy, tilt
 from .procedures import OrderStatistic, sampling
-from .transforms import Identity, Quantile, Transform
+from .transforms import Exponential, Identity, Quantile, Transform
 
 
 def _weights(weights: Any, count: int) -> np.ndarray:
@@ -130,8 +130,6 @@ def shared_beta_for_kl(
     """
     from scipy import optimize
 
-    from .curves import beta_for_kl, kl_limit
-
     if not laws or not all(isinstance(law, DiscreteLaw | ContinuousLaw) for law in laws):
         raise ValueError("laws must be a non-empty sequence of DiscreteLaw or ContinuousLaw")
     if not isinstance(transform, Transform):
@@ -186,10 +184,6 @@ def best_shared_exponent(
     point. The sign of t follows the procedure (t > 0 for Best-of-N). Exponents whose tilts
     cannot reach the KL are skipped. Returns ``(t, win_rate)``.
     """
-    from scipy import optimize
-
-    from .transforms import Exponential
-
     if not isinstance(procedure, OrderStatistic):
         raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
     if not laws or not all(isinstance(law, DiscreteLaw | ContinuousLaw) for law in laws):
@@ -213,20 +207,10 @@ def best_shared_exponent(
             )
         )
 
-    logs = np.linspace(math.log(0.01), math.log(1e4), 31)
-    values = [value(float(x)) for x in logs]
-    i = int(np.argmax(values))
-    if values[i] < 0.0:
+    x, best = maximise_on_log_grid(value, math.log(0.01), math.log(1e4), 31, 1e-4)
+    if best < 0.0:
         raise ValueError(f"kl_target = {kl_target!r} is out of reach for every exponent")
-    res = optimize.minimize_scalar(
-        lambda x: -value(x),
-        bounds=(logs[max(i - 1, 0)], logs[min(i + 1, logs.size - 1)]),
-        method="bounded",
-        options={"xatol": 1e-4},
-    )
-    if -res.fun >= values[i]:
-        return sign * math.exp(res.x), float(-res.fun)
-    return sign * math.exp(float(logs[i])), float(values[i])
+    return sign * math.exp(x), best
 
 
 def frontier_gap(frontier: TradeoffCurve, other: TradeoffCurve) -> np.ndarray:
