@@ -211,7 +211,7 @@ def test_corners_reproduce(index):
 
 @pytest.mark.slow
 def test_corner_tilt_reproduces():
-    case = CORNERS["tilts"][5]
+    case = CORNERS["tilts"][-1]
     with mp.workdps(40):
         tl = Tilt("exp", case["t"], case["beta"])
         assert float(tl.kl()) == pytest.approx(case["kl"], rel=1e-15)
