@@ -266,7 +266,8 @@ def _short_lower_tail(k, n, F, Fc):
     The k terms are summed outward from the largest (the mode, clipped to the tail) by the
     ratio of neighbouring terms, so every term is below the first and none overflows. When
     the lower tail exceeds 1/2, the upper tail is small and is summed as well, upward from k
-    (its terms fall from there) until they no longer count.
+    (its terms fall from there) until they no longer count; the lower tail is then one minus
+    it.
     """
     logF, logFc = log_pair(F, Fc)
     j0 = min(k - 1, int((n + 1) * F))
@@ -289,7 +290,9 @@ def _short_lower_tail(k, n, F, Fc):
         upper += t
         if t <= 1e-17 * upper:
             break
-    return upper, lower
+    # The lower tail is near one here: one minus the small tail is exact to half an ulp,
+    # where the summed lower tail can round above one (and break monotonicity of g).
+    return upper, 1.0 - upper
 
 
 @jit
