@@ -65,7 +65,7 @@ from .curves import kl_limit
 from .laws import DiscreteLaw
 from .metrics import Evaluation, standard_win_rate, win_rate
 from .metrics import kl as policy_kl
-from .optimal import solve_optimal
+from .optimal import SATURATION, solve_optimal
 from .policy import DiscretePolicy, base_policy, tilt
 from .procedures import OrderStatistic
 from .transforms import Exponential, Identity, SampleCalibrated, Transform
@@ -77,6 +77,7 @@ KL_RTOL = 1e-12
 #: The range of |t| searched for the exponential transform.
 T_RANGE = (1e-2, 1e4)
 _T_GRID = 31
+_LOG_BETA_MIN = math.log(1e-300)
 _MAX_ITER = 300
 _MAX_STEP = 4.0
 #: The ``RLOOConfig`` settings that make TRL's ``RLOOTrainer`` optimise E[Phi(C^)] - beta KL
@@ -393,19 +394,29 @@ def _optimum_for_kl(
 
     cache: dict[float, tuple[float, float, float, tuple[Any, ...]]] = {}
 
+    class Saturated(Exception):
+        """W_T within 1e-10 of 1 below the budget: no more KL can raise it measurably."""
+
     def excess(x: float) -> float:
         if x not in cache:
             cache[x] = _optimum_at(prompts, procedure, math.exp(x))
-        return cache[x][0] - budget
+        kl_avg, w_t = cache[x][:2]
+        if kl_avg < budget and 1.0 - w_t <= SATURATION:
+            raise Saturated(x)
+        return kl_avg - budget
 
     lo = hi = math.log(start)
     step = 1.0
-    while excess(lo) < 0.0:  # KL below the budget: beta too large
-        hi, lo, step = lo, lo - step, 2.0 * step
-    while excess(hi) > 0.0:
-        lo, hi, step = hi, hi + step, 2.0 * step
-    x = lo if excess(lo) == 0.0 else optimize.brentq(excess, lo, hi, xtol=1e-14, rtol=1e-15)
-    excess(x)
+    try:
+        while excess(lo) < 0.0:  # KL below the budget: beta too large
+            if lo - step < _LOG_BETA_MIN:
+                return math.exp(lo), cache[lo]
+            hi, lo, step = lo, lo - step, 2.0 * step
+        while excess(hi) > 0.0:
+            lo, hi, step = hi, hi + step, 2.0 * step
+        x = lo if excess(lo) == 0.0 else optimize.brentq(excess, lo, hi, xtol=1e-14, rtol=1e-15)
+    except Saturated as stop:
+        x = stop.args[0]
     return math.exp(x), cache[x]
 
 
@@ -620,10 +631,16 @@ def plan(
             "are a lower bound on the best achievable"
         )
     if not abs(opt_kl - budget) <= 1e-9 * max(1.0, budget):
-        notes.append(
-            f"the per-prompt optima jump across the budget: the nearest found spends "
-            f"KL {opt_kl:.6g} instead of {budget:.6g}"
-        )
+        if opt_kl < budget and 1.0 - w_t <= SATURATION:
+            notes.append(
+                f"the optimum's win rate is within {SATURATION:g} of 1 at KL {opt_kl:.6g}, "
+                "below the budget: more KL cannot raise it measurably"
+            )
+        else:
+            notes.append(
+                f"the per-prompt optima jump across the budget: the nearest found spends "
+                f"KL {opt_kl:.6g} instead of {budget:.6g}"
+            )
     return Plan(
         procedure=procedure,
         prompts=len(laws),

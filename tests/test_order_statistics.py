@@ -66,8 +66,8 @@ def test_cdf_map_at_the_reported_point():
     g, gc = K.cdf_map(347633, 930475, F, 1.0 - F)
     ref, refc = binomial_tail(347633, 930475, F)
     assert float(ref) == pytest.approx(0.568852739634298, abs=1e-15)
-    assert g == pytest.approx(float(ref), rel=1e-13)
-    assert gc == pytest.approx(float(refc), rel=1e-13)
+    assert g == pytest.approx(float(ref), rel=1e-13, abs=0)
+    assert gc == pytest.approx(float(refc), rel=1e-13, abs=0)
 
 
 @pytest.mark.parametrize("k, n", CDF_CASES + [(1, 10**6), (10**6, 10**6), (1, 5)], ids=str)
@@ -79,6 +79,8 @@ def test_cdf_map_density_against_log_gamma(k, n):
 
 
 def test_stirling_error_table():
+    # stirlerr enters a log-density additively: its absolute error is what counts (the
+    # truncated series leaves 1.1e-16 at n = 16).
     with mp.workdps(40):
         for n in range(1, 40):
             exact = (
@@ -87,7 +89,7 @@ def test_stirling_error_table():
                 + n
                 - mp.log(mp.sqrt(2 * mp.pi))
             )
-            assert K._stirlerr(float(n)) == pytest.approx(float(exact), rel=4e-16)
+            assert K._stirlerr(float(n)) == pytest.approx(float(exact), rel=0, abs=2e-16)
     for n in (100.0, 600.0, 1e6):
         with mp.workdps(40):
             exact = (
@@ -96,7 +98,37 @@ def test_stirling_error_table():
                 + n
                 - mp.log(mp.sqrt(2 * mp.pi))
             )
-        assert K._stirlerr(n) == pytest.approx(float(exact), rel=1e-15)
+        assert K._stirlerr(n) == pytest.approx(float(exact), rel=0, abs=2e-16)
+
+
+#: Pairs (F, 1 - F) exact in binary, on both sides of 1/2 and next to both ends.
+EXACT_PAIRS = [
+    (2.0**-1000, 1.0),
+    (0.375, 0.625),
+    (0.5, 0.5),
+    (0.625, 0.375),
+    (1 - 2.0**-40, 2.0**-40),
+]
+
+
+@pytest.mark.parametrize("n", [2, 64, 65, 1024])
+@pytest.mark.parametrize("F, Fc", EXACT_PAIRS)
+def test_engine_complement_in_every_branch(n, F, Fc):
+    # 1 - g(F) as the continuous engine's integrand takes it, in each of its branches
+    # (integer powers for n <= 64, logarithms above; either member of the pair trusted),
+    # against 40-digit values of 1 - F^n and (1 - F)^n, relative: a wrong exponent shows
+    # even where the value itself is far below the win rate's rounding.
+    with mp.workdps(40):
+        best = float(1 - mp.mpf(F) ** n)
+        worst = float(mp.mpf(Fc) ** n)
+    tol = 4 * n * np.finfo(float).eps
+    # 1 - F^n by integer powers (n <= 64) is a difference: absolute accuracy only, by design
+    assert K._complement(n, n, F, Fc) == pytest.approx(best, rel=tol, abs=tol if n <= 64 else 0)
+    assert K._complement(1, n, F, Fc) == pytest.approx(worst, rel=tol, abs=0)
+    for k in (2, n // 2, n - 1):
+        if 1 < k < n:
+            _, ref = binomial_tail(k, n, F)
+            assert K._complement(k, n, F, Fc) == pytest.approx(float(ref), rel=1e-12, abs=2e-16)
 
 
 # -- the base against itself: 1/2 for every procedure ------------------------------------
@@ -189,7 +221,7 @@ def test_extreme_tilts_pinned(case):
     # Best-of-N, Worst-of-N (N = 64 and 1024) and the 512th of 1024, against 40-digit mpmath.
     pol = ia.tilt(ia.Exponential(case["t"]), case["beta"])
     # (largest errors: 1.6e-15 relative in KL, 6.7e-15 in a win rate)
-    assert ia.kl(pol) == pytest.approx(case["kl"], rel=1e-13)
+    assert ia.kl(pol) == pytest.approx(case["kl"], rel=1e-13, abs=0)
     assert ia.standard_win_rate(pol) == pytest.approx(case["standard_win_rate"], abs=1e-14)
     for k, n, w in case["win_rates"]:
         assert ia.win_rate(pol, ia.order_statistic(k, n)) == pytest.approx(w, abs=2e-14), (k, n)
@@ -214,6 +246,6 @@ def test_corner_tilt_reproduces():
     case = CORNERS["tilts"][-1]
     with mp.workdps(40):
         tl = Tilt("exp", case["t"], case["beta"])
-        assert float(tl.kl()) == pytest.approx(case["kl"], rel=1e-15)
+        assert float(tl.kl()) == pytest.approx(case["kl"], rel=1e-15, abs=0)
         k, n, w = case["win_rates"][1]
         assert float(tl.win_rate(k, n)) == pytest.approx(w, abs=1e-16)

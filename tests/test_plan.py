@@ -256,3 +256,12 @@ def test_plan_arguments_are_checked():
         ia.plan({"a": [1.0, 1.0]}, ia.best_of(4), kl=1.0)
     with pytest.raises(ValueError, match="at least 2"):
         ia.plan({"a": [1.0, 2.0], "b": [3.0]}, ia.best_of(4), kl=0.1)
+
+
+def test_a_saturated_optimum_is_reported_below_the_budget_with_a_note():
+    # Worst-of-32 on two small prompts: the optimum's win rate reaches 1 - 1e-10 before KL 1.2
+    p = ia.plan({"a": [0, 1, 2, 3, 4, 5], "b": [1, 2, 2, 3, 9, 9]}, ia.worst_of(32), kl=1.2)
+    assert p.kl == pytest.approx(1.2, rel=1e-12)
+    assert p.optimum.kl < 1.2 and p.optimum.win_rate >= 1.0 - 1e-10
+    assert p.win_rate <= p.optimum.win_rate + 1e-10
+    assert len(p.notes) == 1 and "more KL cannot raise it" in p.notes[0]
