@@ -808,7 +808,9 @@ def tilt_pass(
     if small:  # the mean keeps tiny tilts (large beta) exact to relative precision
         c_l = mean - ol
         c_r = mean - orr
-    elif top_r >= top_l:  # the maximum prevents overflow
+    elif max_r - max_l >= (off_l - off_r) * inv_beta:  # the maximum prevents overflow
+        # (compared without the offsets/beta added to both: at beta = 1e-25 they absorb the
+        # difference, and equal offsets then picked the wrong side)
         c_r = max_r
         c_l = max_r + (off_r - off_l) * inv_beta
     else:

@@ -35,6 +35,7 @@ resolving, is refused with a ValueError.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -99,10 +100,14 @@ def _evaluate(transform: Transform, side: np.ndarray, a: np.ndarray, b: np.ndarr
 
 @lru_cache(maxsize=256)
 def _initial(transform: Transform) -> Mesh:
-    a_side, b_side = _BREAKS[:-1], _BREAKS[1:]
-    side = np.repeat(np.array([0, 1], dtype=np.int8), a_side.size)
-    a = np.concatenate([a_side, a_side])
-    b = np.concatenate([b_side, b_side])
+    panels = transform.initial_panels()
+    if panels is None:
+        a_side, b_side = _BREAKS[:-1], _BREAKS[1:]
+        side = np.repeat(np.array([0, 1], dtype=np.int8), a_side.size)
+        a = np.concatenate([a_side, a_side])
+        b = np.concatenate([b_side, b_side])
+    else:
+        side, a, b = panels
     phi = _evaluate(transform, side, a, b)
     if np.all(phi == -np.inf):
         raise ValueError(
@@ -193,6 +198,39 @@ def _check_input_rounding(transform: Transform, beta: float, mesh: Mesh, f: np.n
         )
 
 
+#: The degree-19 interpolant of node values at 65 equispaced points of each panel.
+_DENSE = np.polynomial.legendre.legvander(np.linspace(-1.0, 1.0, 65), K.NODES - 1) @ K.COEF
+
+
+def _hidden_maxima(mesh: Mesh, beta: float, stats: np.ndarray) -> np.ndarray:
+    """Panels whose Phi, interpolated between the nodes, rises where the tilt would see it.
+
+    The density exp(Phi/beta) is judged at the nodes; a narrow interior maximum of a
+    transform evaluated in Python (a user's sin(40 u) at beta = 1e-4) can fall between them
+    and leave every node at e^-100 of it, so the panel looks resolved and the peak's mass is
+    lost. Phi itself is smooth there: its interpolant, sampled densely, rises more than one
+    unit of Phi/beta above the nodes' best. Such a panel is split if the mass it might hold,
+    exp(top - log Z) times its width, is above 1e-16.
+    """
+    inv_beta = 1.0 / beta
+    shift = np.where(mesh.side == 0, stats[K.ST_CL], stats[K.ST_CR])
+    h = mesh.b - mesh.a
+    finite = np.all(np.isfinite(mesh.phi), axis=1) & (h > 64.0 * K.EPS * mesh.b)
+    out = np.zeros(mesh.size, dtype=np.bool_)
+    if not np.any(finite):
+        return out
+    phi = mesh.phi[finite]
+    with np.errstate(over="ignore", invalid="ignore"):
+        node_top = phi.max(axis=1) * inv_beta
+        dense_top = (phi @ _DENSE.T).max(axis=1) * inv_beta
+        # the interpolant's own rounding, in units of Phi/beta (64 eps |Phi| / beta): a
+        # rise below it says nothing (at beta = 1e-20 a constant Phi = 9 wobbles by 1e5)
+        noise = 64.0 * K.EPS * np.abs(phi).max(axis=1) * inv_beta
+        reach = dense_top - shift[finite] - stats[K.ST_LOGZ] + np.log(h[finite])
+        out[finite] = (dense_top > node_top + 1.0 + noise) & (reach > math.log(1e-16))
+    return out
+
+
 def resolve(
     transform: Transform,
     beta: float,
@@ -240,6 +278,11 @@ def resolve(
             )  # fmt: skip
             if not done:  # the tilt was computed this round
                 _check_input_rounding(transform, beta, mesh, f)
+                if status in (K.SPLIT, K.DONE):
+                    hidden = _hidden_maxima(mesh, beta, stats)
+                    if np.any(hidden):
+                        flags |= hidden
+                        status = K.SPLIT
             done = False
             if status != K.SPLIT:
                 break

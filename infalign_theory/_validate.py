@@ -21,7 +21,10 @@ def real(value: Any, name: str) -> float:
     """Return ``value`` as a float, or raise if it is not a finite real number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an integer beyond the double range
+        raise ValueError(f"{name} must be a finite real number, got {value!r}") from None
     if not math.isfinite(x):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
     return x
@@ -45,7 +48,12 @@ def integer(value: Any, name: str, low: int, high: int | None = None) -> int:
 
 def unit_interval(values: Any, name: str) -> np.ndarray:
     """Return ``values`` as a float array with every entry in [0, 1], or raise."""
-    arr = np.asarray(values, dtype=np.float64)
+    try:
+        if np.iscomplexobj(values):
+            raise TypeError("complex values")
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"{name} must lie in [0, 1] ({exc})") from exc
     if not np.all((arr >= 0.0) & (arr <= 1.0)):
         raise ValueError(f"{name} must lie in [0, 1] (and not be NaN)")
     return arr
@@ -54,9 +62,11 @@ def unit_interval(values: Any, name: str) -> np.ndarray:
 def finite_array(values: Any, name: str) -> np.ndarray:
     """Return ``values`` as a float array of finite entries, or raise."""
     try:
+        if np.iscomplexobj(values):
+            raise TypeError("complex values")
         arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array of finite real numbers") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"{name} must be an array of finite real numbers ({exc})") from exc
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be an array of finite real numbers (no NaN or inf)")
     return arr

@@ -274,8 +274,10 @@ class TradeoffCurve:
 def _grid(values: Any, name: str) -> np.ndarray:
     """A 1-D float array from a number or a flat list, or a ValueError naming ``name``."""
     try:
+        if np.iscomplexobj(values):
+            raise TypeError("complex values")
         grid = np.atleast_1d(np.asarray(values, dtype=np.float64))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"{name} must be a flat list of real numbers, got {values!r}") from exc
     if grid.ndim != 1:
         raise ValueError(f"{name} must be a flat list of numbers, got shape {grid.shape}")

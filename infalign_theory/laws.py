@@ -89,8 +89,10 @@ class DiscreteLaw:
         sf = np.concatenate([np.cumsum(merged[::-1])[::-1][1:], [0.0]])
         object.__setattr__(self, "values", levels)
         object.__setattr__(self, "probs", merged)
-        cdf = np.cumsum(merged)
-        cdf[-1] = 1.0  # the sum of the masses is one; a rounding above would leave C > 1
+        # the sum of the masses is one; a rounding above it would leave C > 1 (a partial
+        # sum can round past one when the last levels have masses below 1e-16)
+        cdf = np.minimum(np.cumsum(merged), 1.0)
+        cdf[-1] = 1.0
         object.__setattr__(self, "cdf_levels", cdf)
         object.__setattr__(self, "sf_levels", sf)
         for arr in (self.values, self.probs, self.cdf_levels, self.sf_levels):

@@ -122,6 +122,7 @@ def evaluate(
     policy: Policy, procedure: OrderStatistic, *, against: str = "procedure"
 ) -> Evaluation:
     """KL, inference-time win rate and standard win rate of ``policy`` in one call."""
+    _check_policy(policy)
     return Evaluation(
         beta=policy.beta,
         kl=kl(policy),

@@ -114,7 +114,14 @@ class ContinuousPolicy:
             raise ValueError(
                 f"the tilt by {self.transform.name} is not normalisable at any beta: {why}"
             )
-        object.__setattr__(self, "_resolved", _mesh.resolve(self.transform, self.beta))
+        res = _mesh.resolve(self.transform, self.beta)
+        if not np.all(np.isfinite(res.stats[[K.ST_LOGZ, K.ST_KL, K.ST_WSTD]])):
+            raise ValueError(
+                f"the tilt by {self.transform.name} at beta = {self.beta:g} could not be "
+                "normalised in double precision (its log-normaliser came out "
+                f"{res.stats[K.ST_LOGZ]}); try another beta"
+            )
+        object.__setattr__(self, "_resolved", res)
 
     # -- densities ------------------------------------------------------------------
     def logpdf(self, u: Any) -> np.ndarray:
@@ -131,7 +138,9 @@ class ContinuousPolicy:
         phi[left] = self.transform._left(u[left])
         phi[~left] = self.transform._right(s[~left])
         shift = np.where(left, st[K.ST_CL], st[K.ST_CR])
-        return phi / self.beta - shift - st[K.ST_LOGZ]
+        # the kernels' own arithmetic, phi * (1/beta): at |Phi/beta| ~ 1e43 a division would
+        # round differently from the shift it is cancelled against (by 1e27)
+        return phi * (1.0 / self.beta) - shift - st[K.ST_LOGZ]
 
     def _pdf_pair(self, u: np.ndarray, s: np.ndarray) -> np.ndarray:
         """The density f at exact pairs (u, s = 1 - u)."""
@@ -261,6 +270,12 @@ class _Pushforward(Transform):
     @property
     def name(self) -> str:
         return f"{self.procedure.name} of [{self.policy.transform.name}, beta={self.policy.beta:g}]"
+
+    def initial_panels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # the policy's own panels resolve f, and g'(G) is smooth where f has mass: starting
+        # from the default panels, a narrow peak of f between nodes would be lost
+        mesh = self.policy._resolved.mesh
+        return mesh.side, mesh.a, mesh.b
 
     def _log_density(self, u: np.ndarray, s: np.ndarray) -> np.ndarray:
         G, Gc = self.policy._cdf_pair(u, s)

@@ -60,6 +60,14 @@ class Transform(abc.ABC):
         """Constants added back to :meth:`_left` and :meth:`_right` to obtain Phi."""
         return (0.0, 0.0)
 
+    def initial_panels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Panels (side, a, b) the continuous engine starts from; None for its default.
+
+        A transform built from a resolved policy (the density of T(pi)) starts from that
+        policy's panels, which already resolve every narrow peak it has.
+        """
+        return None
+
     def infinite_normaliser(self, beta: float) -> str | None:
         r"""Why :math:`E[\exp(\Phi(U)/\beta)]`, U ~ Uniform(0, 1), is infinite, or None.
 
@@ -573,7 +581,10 @@ class Custom(Transform):
         return self.label
 
     def _call(self, u: np.ndarray) -> np.ndarray:
-        raw = np.asarray(self.fn(u))
+        # u = 1 arrives where 1 - s rounds to 1: log1p(-u) = -inf there is a value, not a
+        # fault; the values are checked (NaN, +inf) where they are used
+        with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
+            raw = np.asarray(self.fn(u))
         if raw.dtype.kind == "c":
             raise ValueError(
                 f"fn (transform {self.label}) must return real numbers, it returned complex "

@@ -82,6 +82,44 @@ def test_the_refusal_says_why():
 
 
 # --------------------------------------------------------------------------------------
+# Narrow interior maxima of a user's transform, and huge Phi/beta.
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("beta", [1e-3, 1e-4, 3e-5, 1e-5])
+def test_every_narrow_peak_of_a_custom_transform_is_found(beta):
+    # sin(40u) peaks at c_k = (pi/2 + 2 pi k)/40, k = 0..6, all inside (0, 1) and alike: the
+    # tilt puts 1/7 on each, symmetric about c_k, so W = mean(c_k) = 6.5 pi / 40. The peaks
+    # (width ~ sqrt(beta)/40) used to fall between quadrature nodes and be lost (W = 0.537
+    # at beta = 1e-4, 0.636 at 3e-5).
+    pol = ia.tilt(ia.Custom(lambda u: np.sin(40.0 * u)), beta)
+    assert ia.standard_win_rate(pol) == pytest.approx(6.5 * math.pi / 40.0, abs=1e-12)
+    peaks = (math.pi / 2 + 2 * math.pi * np.arange(7)) / 40.0
+    mass = pol.cdf(peaks + 0.01) - pol.cdf(peaks - 0.01)
+    np.testing.assert_allclose(mass, 1 / 7, rtol=1e-10)
+    # T(pi) through apply: the same peaks, weighted by g'(G) (Best-of-10 against one sample)
+    direct = ia.win_rate(pol, ia.best_of(10), against="sample")
+    assert ia.standard_win_rate(ia.apply(ia.best_of(10), pol)) == pytest.approx(direct, abs=1e-12)
+
+
+def test_log_density_at_astronomical_phi_over_beta():
+    # floor(10 u) at beta = 1e-42: uniform on [0.9, 1), log f = log 10 there. Phi/beta = 9e42
+    # was divided where the kernels multiply by 1/beta: log f came out 1.2e27.
+    pol = ia.tilt(ia.Custom(lambda u: np.floor(10.0 * u)), 1e-42)
+    np.testing.assert_allclose(pol.logpdf([0.91, 0.95, 0.99]), math.log(10.0), rtol=1e-14)
+    assert ia.standard_win_rate(ia.apply(ia.best_of(10), pol)) == pytest.approx(0.9 + 0.1 * 10 / 11)
+
+
+def test_a_mirrored_exponential_at_tiny_beta_is_finite():
+    # Equal offsets (1, 1) times 1/beta = 1e25 absorbed the difference of the two sides'
+    # maxima, and the normaliser was taken from the wrong side: KL = NaN.
+    pol = ia.tilt(ia.Exponential(-100.0), 1e-25)
+    mirrored = ia.tilt(ia.Mirror(ia.Exponential(-100.0)), 1e-25)
+    assert ia.kl(mirrored) == pytest.approx(ia.kl(pol), rel=1e-12)
+    assert ia.win_rate(mirrored, ia.worst_of(3)) == pytest.approx(
+        1.0 - ia.win_rate(pol, ia.best_of(3)), abs=1e-12
+    )
+
+
+# --------------------------------------------------------------------------------------
 # A KL below what any beta reaches.
 # --------------------------------------------------------------------------------------
 def test_kl_below_the_floor_of_a_transform_that_is_minus_inf_on_half_is_out_of_reach():
