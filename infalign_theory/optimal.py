@@ -22,25 +22,47 @@ increasing-u order L is block lower triangular, so I - T'(y) is a block-triangul
 plus a rank-two term: each Newton system costs one sweep of 20 x 20 panel solves and a
 2 x 2 Woodbury correction (O(n), not O(n^3)). For a KL budget the system is *bordered*:
 log beta is a further unknown and KL(y) = budget a further equation -- the KKT conditions of
-max W_T s.t. KL = budget, valid also where the frontier is not concave. The solution is
-continued from the base (KL 0.02) to the target with a tangent predictor (one more linear
-solve) and a Newton corrector whose line search decreases the RMS residual; steps halve on
-failure and grow on success, so small beta never starts cold. After each stage the
-library's own refinement test runs on the solution's density and win-rate integrand, the
-flagged panels are split, the solution interpolated onto them and Newton repeated; the KL,
-W_std and W_T of the result are computed by the library on the final policy.
+max W_T s.t. KL = budget, valid also where the frontier is not concave. The budget is met
+to 1e-11 relative (KL summed as E[1 + (z - 1) e^z], z = log(pi/pi_ref), which has no
+cancellation near the base).
 
-Convergence means max|y - T(y)| < 1e-11, or below the level rounding allows and the
-residual can affect: where W_T nearly saturates (beta ~ 1e-9) T = R/beta carries an error
-of eps max|R|/beta, and a residual d moves W_T by only about max|R| d. Once W_T is within
-1e-10 of 1, a larger KL cannot raise it by more than that: the continuation stops and the
-solution is returned as ``saturated`` (its KL below the budget).
+Near the base (beta -> inf) y = (R_0 - E R_0)/beta + O(beta^-2), R_0 the first variation at
+the base (:class:`BaseVariation`, a scaled Beta CDF for an order statistic), and
+KL = Var(R_0)/(2 beta^2) + O(beta^-3). The solution starts there: the tilt by R_0 at
+beta_0 = 20 spread(R_0) (or larger, for a smaller budget), where Newton converges in a few
+steps, and is continued in log KL (or log beta) to the goal with a tangent predictor (one
+more linear solve). Steps are at most 1 in log KL; they shrink when Newton needed many
+iterations and halve when it failed. Newton's line search decreases the RMS of the residual
+and the KL gap, each in units of its tolerance; updates are linear in beta (y - max y), so
+that the 1/beta scaling of log pi far from the mass is followed exactly; a bordered solve
+first fits beta to its shape (1/beta = Cov(y, R)/Var(R) under pi). After each stage the
+library's own refinement test runs on the solution's density and win-rate integrand, the
+flagged panels are split, the solution interpolated onto them and Newton repeated; once the
+mesh has doubled it is rebuilt from scratch for the solution's transform (refinement alone
+would keep every panel a moving feature ever needed). KL, W_std and W_T of the result are
+computed by the library on the policy rebuilt from the transform, which must reproduce the
+solver's KL and W_T to 1e-9.
+
+Where beta >= 1e8 spread(R_0) (and beta > n^2 unless T is Best-of-N, which makes the objective
+strictly concave) the tilt by R_0 is the answer, its shape right to 1e-8 relative and W_T to
+rounding; Newton would lose the digits of log pi ~ R_0/beta to the normaliser's rounding.
+beta = 1e300 gives the base policy (KL 0, W_T = 1/2 against T(pi_ref)) with R_0 as transform.
+
+Convergence means max|y - T(y)| < 1e-11 (relative to the spread of y where that is below 1),
+or below the level rounding allows and the residual can affect: where W_T nearly saturates
+(beta ~ 1e-9) T = R/beta carries an error of eps max|R|/beta, and a residual d moves W_T by
+only about max|R| d. Once W_T is within 1e-10 of its supremum (1 in the continuous case; all
+mass on the top level on a discrete law), a larger KL (or a smaller beta) cannot raise it by
+more than that: the continuation stops and the solution is returned as ``saturated``, its KL
+below the budget (or its beta above the one asked for, down to beta = 1e-300).
 
 Best-of-N makes W_T concave in the policy, so the stationary point is the unique optimum.
-Worst-of-N makes it convex and several stationary points may exist: the solver then also
-starts from exponential transforms with several t < 0 at the target and continues from the
-high-KL end, keeps every distinct stationary point it finds (``stationary_points``), and
-returns the one with the highest objective.
+Otherwise (Worst-of-N is convex) several stationary points may exist: the solver also starts
+from exponential transforms with t of the suitable sign at the goal, and on a discrete law
+from the base cut off below each of up to twelve levels (large N makes W_T nearly a step
+function of the level CDF, with plateaus no path from the base crosses); it keeps every
+distinct stationary point it finds (``stationary_points``) and returns the one with the
+highest objective.
 """
 
 from __future__ import annotations
@@ -85,10 +107,9 @@ _MAX_STEP = 1.0
 #: precision (and the tilt is the base policy, or saturated, long before).
 BETA_RANGE = (1e-300, 1e300)
 LOG_BETA_MIN, LOG_BETA_MAX = math.log(BETA_RANGE[0]), math.log(BETA_RANGE[1])
-#: The largest N the solver accepts. It is exercised for every procedure (Best-of-N,
-#: Worst-of-N, k-th of N), both comparisons and KL from 0.01 to 5 up to here; beyond it the
-#: continuation from the base can fail (for Worst-of-N already at N = 192), so larger N is
-#: refused rather than attempted.
+#: The largest N the solver accepts: Best-of-N, Worst-of-N and k-th of N are exercised up to
+#: here (continuous and discrete, both comparisons, KL budgets from 1e-15 to 5, beta from
+#: 1e-300 to 1e300); larger N is refused rather than attempted.
 MAX_N = 1024
 
 
@@ -519,6 +540,71 @@ def _merit(F: np.ndarray, gap: float) -> float:
     return scale * math.sqrt(float(np.mean(f * f)) + (gap / scale) ** 2)
 
 
+def _floor(st: dict[str, Any], y: np.ndarray) -> float:
+    """The fixed-point residual below which Newton has converged at the tilt-map state ``st``.
+
+    The residual is judged against what it can change and what rounding allows. A residual d
+    in log pi moves W_T by about max|R| d (R the first variation), and T = R/beta - log Z
+    carries an absolute error of about eps max|R| / beta. Where W_T saturates (beta ~ 1e-10,
+    R tiny) both exceed the plain tolerance. Near the base log pi itself is small (its
+    spread ~ sqrt(KL)): the tolerance is relative to it.
+    """
+    r_max = float(np.max(np.abs(st["R"])))
+    size = min(1.0, float(np.ptp(st["T"])))
+    return max(TOL * size, 64.0 * K.EPS * r_max / st["beta"], 1e-14 * size / max(r_max, 1e-300))
+
+
+def _scale_to_kl(model: Any, y: np.ndarray, target: float) -> np.ndarray | None:
+    """log pi scaled about its maximum, a (y - max y), with a > 0 such that KL = target.
+
+    KL grows with a (d KL / d a = a Var_pi(y)); Newton on log KL against log a, kept inside
+    a bracket that bisection narrows when a step leaves it. None if y is constant.
+    """
+    v = y - float(np.max(y))
+    if not np.any(v < 0.0):
+        return None
+    lo, hi, x = -math.inf, math.inf, 0.0
+    for _ in range(100):
+        z = model.normalise(math.exp(x) * v)
+        value, _ = model.kl(z)
+        if abs(value - target) <= 1e-13 * target:
+            return z
+        p = model.w * np.exp(z)
+        var = float(p @ (z - float(p @ z)) ** 2)
+        if value > target:
+            hi = x
+        else:
+            lo = x
+        step = (math.log(target) - math.log(value)) * value / var if value > 0 and var > 0 else 1.0
+        x_new = x + max(-2.0, min(2.0, step))
+        if not lo < x_new < hi:
+            x_new = 0.5 * (lo + hi) if math.isfinite(lo) and math.isfinite(hi) else x_new
+        if hi - lo < 1e-15:
+            break
+        x = x_new
+    return None
+
+
+def _fit_beta(model: Any, y: np.ndarray, log_beta: float) -> float:
+    """The log beta that best fits log pi = R/beta + c at the shape y (least squares, mass-weighted).
+
+    At a fixed shape T is linear in 1/beta, so the fit is a weighted regression of y on R:
+    1/beta = Cov_pi(y, R) / Var_pi(R). A start whose shape is right but whose beta is off by
+    a factor 50 (a cut of the base at the right KL, on a law where R grows by e^10 across a
+    level) is then solved at once, where Newton would first have to crawl along beta
+    through the stiffness of R. The old value is kept where the fit is not positive.
+    """
+    st = model.tilt_map(y, math.exp(log_beta))
+    p = model.w * np.exp(model.normalise(y))
+    R = st["R"] - float(p @ st["R"])
+    var = float(p @ R**2)
+    cov = float(p @ (R * (y - float(p @ y))))
+    if not (var > 0.0 and cov > 0.0 and math.isfinite(cov / var)):
+        return log_beta
+    fitted = -math.log(cov / var)
+    return fitted if LOG_BETA_MIN <= fitted <= LOG_BETA_MAX else log_beta
+
+
 def _advance(model: Any, y: np.ndarray, dy: np.ndarray, dx: float, step: float) -> np.ndarray:
     """y moved by ``step`` along the direction (dy, dx) in (y, log beta), beta scaling exactly.
 
@@ -529,6 +615,8 @@ def _advance(model: Any, y: np.ndarray, dy: np.ndarray, dx: float, step: float) 
     y -> (v + step (dy + v dx)) e^(-step dx), v = y - max y.
     """
     v = y - float(np.max(y))
+    if not abs(step * dx) < 700.0:  # beta off by more than e^700: no usable point
+        return np.full_like(y, np.nan)
     return model.normalise((v + step * (dy + v * dx)) * math.exp(-step * dx))
 
 
@@ -556,35 +644,48 @@ def _newton(
 ) -> tuple[np.ndarray, float, int, float, bool]:
     """Newton on y = T(y) (bordered by KL(y) = target when given, log beta then free)."""
 
-    def state(y: np.ndarray, log_beta: float) -> tuple[dict, float, np.ndarray, float]:
+    def state(y: np.ndarray, log_beta: float) -> tuple[dict, float, np.ndarray, float, float]:
+        """(tilt map, convergence measure, residual, KL gap, merit) at (y, log beta).
+
+        Both parts of the residual count in units of their tolerances: the fixed-point
+        residual against its floor, the KL gap relative to the budget. The line search's
+        merit is the RMS of the two so scaled, so that neither swamps the other (with R
+        ~ 1e-156, as on a level Worst-of-1024 barely sees, the fixed-point residual is
+        irrelevant and the KL is all that matters).
+        """
         if not LOG_BETA_MIN <= log_beta <= LOG_BETA_MAX:  # 1/beta or R/beta would overflow
-            return {}, math.inf, np.full_like(y, math.inf), math.inf
+            return {}, math.inf, np.full_like(y, math.inf), math.inf, math.inf
         st = model.tilt_map(y, math.exp(log_beta))
         F = y - st["T"]
-        # The residual is judged against what it can change and what rounding allows. A
-        # residual d in log pi moves W_T by about max|R| d (R the first variation), and
-        # T = R/beta - log Z carries an absolute error of about eps max|R| / beta. Where W_T
-        # saturates (beta ~ 1e-10, R tiny) both exceed the plain tolerance. Near the base
-        # log pi itself is small (its spread ~ sqrt(KL)): the tolerance is relative to it.
-        r_max = float(np.max(np.abs(st["R"])))
-        size = min(1.0, float(np.ptp(st["T"])))
-        floor = max(
-            TOL * size, 64.0 * K.EPS * r_max / st["beta"], 1e-14 * size / max(r_max, 1e-300)
-        )
-        norm = float(np.max(np.abs(F))) * TOL / floor if floor > 0.0 else 0.0
+        floor = _floor(st, y)
+        weight = TOL / floor if floor > 0.0 else 0.0
+        norm = float(np.max(np.abs(F))) * weight
         gap = 0.0
         if target is not None:
             value, _ = model.kl(y)
             gap = value - target
             norm = max(norm, abs(gap) / target)  # the KL budget is met to relative accuracy
-        return st, norm, F, gap
+        relative_gap = gap / target if target is not None else 0.0
+        return st, norm, F, gap, _merit(F * weight, relative_gap)
 
-    st, norm, F, gap = state(y, log_beta)
+    if target is not None:
+        log_beta = _fit_beta(model, y, log_beta)
+    st, norm, F, gap, merit = state(y, log_beta)
     if not math.isfinite(norm):
         return y, log_beta, 0, math.inf, False
     for it in range(max_iter):
         if norm < TOL:
             return y, log_beta, it, float(np.max(np.abs(F))), True
+        if target is not None and float(np.max(np.abs(F))) < _floor(st, y):
+            # Only the KL is off, and the fixed-point residual cannot move W_T measurably
+            # (R ~ 1e-100: W_T is flat to rounding here). Newton's direction, set by those
+            # meaningless equations, need not reduce the gap; rescaling log pi does.
+            y_kl = _scale_to_kl(model, y, target)
+            if y_kl is not None:
+                x_kl = _fit_beta(model, y_kl, log_beta)
+                trial = state(y_kl, x_kl)
+                if trial[1] < TOL:
+                    return y_kl, x_kl, it + 1, float(np.max(np.abs(trial[2]))), True
         try:
             if target is None:
                 dy, dx = model.jacobian_solve(st, -F[:, None])[:, 0], 0.0
@@ -600,13 +701,13 @@ def _newton(
             break
         if not np.all(np.isfinite(dy)) or not math.isfinite(dx):
             break
-        merit = _merit(F, gap)
         for step in (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125):
             y_new = _advance(model, y, dy, dx, step)
             x_new = log_beta + step * dx
-            st_new, norm_new, F_new, gap_new = state(y_new, x_new)
-            if np.isfinite(norm_new) and _merit(F_new, gap_new) < merit:
-                y, log_beta, st, norm, F, gap = y_new, x_new, st_new, norm_new, F_new, gap_new
+            trial = state(y_new, x_new)
+            if np.isfinite(trial[1]) and trial[4] < merit:
+                st, norm, F, gap, merit = trial
+                y, log_beta = y_new, x_new
                 break
         else:
             break
@@ -645,9 +746,12 @@ class OptimalTransform:
         Every distinct stationary point found (kl, beta, win_rate, objective W_T - beta KL),
         best first; more than one only where W_T is not concave (Worst-of-N).
     saturated : bool
-        True when W_T reached 1 - 1e-10 at a KL below the budget: a larger KL cannot raise
-        it by more, so the solution returned (with its smaller ``kl``) is within 1e-10 of
-        the frontier at the budget.
+        True when W_T came within 1e-10 of its supremum (1; on a discrete law, W_T of all
+        mass on the top level) before the goal: at a KL budget, with a smaller ``kl``; at a
+        given beta, at a larger ``beta`` (``objective`` is at that beta). Neither more KL nor
+        a smaller beta can raise W_T by more than 1e-10, so the solution returned is within
+        1e-10 of the frontier at the budget, and its W_T - beta KL within 1e-10 + beta KL of
+        the supremum at the beta asked for.
     """
 
     procedure: OrderStatistic
@@ -770,8 +874,10 @@ def _continue(
         saved = (track.model, track.y.copy(), track.log_beta)
         if tangent is not None and tangent[0].size == track.y.size:
             dy, dx = tangent
-            track.y = _advance(track.model, track.y, dy, dx, nxt - current)
-            track.log_beta += dx * (nxt - current)
+            predicted = _advance(track.model, track.y, dy, dx, nxt - current)
+            if np.all(np.isfinite(predicted)):
+                track.y = predicted
+                track.log_beta += dx * (nxt - current)
         value = (goal if nxt == x_goal else math.exp(nxt)) if by_kl else None
         spent = track.iterations
         if _solve_at(track, value, None if by_kl else nxt, key, _MAX_NEWTON_STAGE):
@@ -836,17 +942,52 @@ def _tangent_at(track: _Track, by_kl: bool) -> tuple[np.ndarray, float] | None:
     return dy, dx
 
 
-def _guesses(procedure: OrderStatistic) -> list[Transform]:
-    """Further starts where W_T is not concave: exponential transforms solved at the goal.
+def _guesses(
+    procedure: OrderStatistic, law: DiscreteLaw | None
+) -> list[tuple[Transform, float | None]]:
+    """Further starts where W_T is not concave, as (transform, beta of the starting tilt).
 
-    Their exponents have the sign that suits the procedure (Best-of-N needs none: its
-    stationary point is unique, and the path from the base reaches it).
+    Exponential transforms, with the sign of t that suits the procedure, tilted at the goal
+    (beta None). On a discrete law also the base cut off below level j, for up to twelve j
+    spread over the levels: the tilt by -1 below j and 0 above at beta = 1/30 (a factor
+    e^-30). Worst-of-N and low order statistics can gain by emptying the lowest levels
+    entirely, an optimum no path from the base reaches when g'(F) is negligible there
+    (Worst-of-1024 with 30 % of the base on its lowest level: g'(0.3) ~ 1e-155). Best-of-N
+    needs none: its stationary point is unique, and the path from the base reaches it.
     """
     if procedure.k == procedure.n:
         return []
     if procedure.k == 1:
-        return [Exponential(-3.0), Exponential(-15.0), Exponential(-60.0)]
-    return [Exponential(-5.0), Exponential(5.0)]
+        out: list[tuple[Transform, float | None]] = [
+            (Exponential(t), None) for t in (-3.0, -15.0, -60.0)
+        ]
+    else:
+        out = [(Exponential(-5.0), None), (Exponential(5.0), None)]
+    if law is not None and law.n_levels > 1:
+        cuts = np.unique(np.linspace(1, law.n_levels - 1, 12).round().astype(int))
+        for j in cuts:
+            values = np.where(np.arange(law.n_levels) < j, -1.0, 0.0)
+            out.append((LevelValues(law, values, f"cut below level {j}"), 1.0 / 30.0))
+    return out
+
+
+def _cut_depth(
+    cut: Transform, law: DiscreteLaw, procedure: OrderStatistic, ref: OrderStatistic, beta: float
+) -> float:
+    """The beta at which the tilt by a cut (-1 below, 0 above) best serves W_T - beta KL.
+
+    A scan over suppressions e^-60 to e^-0.1 of the levels below the cut: with large N the
+    optimum often lowers them just far enough to move the procedure's quantile past a level
+    boundary, not to zero, and Newton converges to it only from close by.
+    """
+    against = "procedure" if ref == procedure else "sample"
+    best, best_value = 1.0 / 30.0, -math.inf
+    for depth in np.geomspace(1.0 / 60.0, 10.0, 25):
+        pol = tilt(cut, float(depth), law)
+        value = win_rate(pol, procedure, against=against) - beta * kl(pol)
+        if value > best_value:
+            best, best_value = float(depth), value
+    return best
 
 
 def _start(
@@ -942,15 +1083,24 @@ def _solve(
         pass
     if first_only or (tracks and tracks[0].saturated):
         return tracks  # saturated: within SATURATION of the supremum, no start can do better
-    for guess in _guesses(procedure):
+    for guess, guess_beta in _guesses(procedure, law):
         try:
-            if budget is not None:
+            if budget is not None and guess_beta is not None and budget >= kl_limit(guess, law):
+                # More KL than emptying the levels below the cut costs. Where the empty cut
+                # saturates W_T, it is the answer (with its smaller KL): follow the cut to
+                # smaller beta until it does.
+                track = _start(guess, guess_beta, law, procedure, ref)
+                ok = _continue(track, LOG_BETA_MIN, math.log(guess_beta), False, key)
+                ok = ok and track.saturated and track.numbers[0] <= budget  # type: ignore[index]
+            elif budget is not None:
                 start = beta_for_kl(guess, budget, law=law)
                 track = _start(guess, start, law, procedure, ref)
                 ok = _continue(track, budget, budget, True, key)
             else:
                 assert beta is not None
-                track = _start(guess, beta, law, procedure, ref)
+                if guess_beta is not None and law is not None:
+                    guess_beta = _cut_depth(guess, law, procedure, ref, beta)
+                track = _start(guess, guess_beta or beta, law, procedure, ref)
                 ok = _continue(track, math.log(beta), math.log(beta), False, key)
         except ValueError:  # a start this transform cannot reach (a KL beyond its limit)
             continue
@@ -1121,6 +1271,12 @@ def _near_base(
             return None
     elif beta < NEAR_BASE * spread:
         return None
+    if procedure.k != procedure.n and (beta is None or beta <= procedure.n**2):
+        # Beyond beta = n^2 > max|g''| the objective is strictly concave (the second
+        # variation of W_T is at most max|g''| ||h||_1^2, that of KL at least ||h||_1^2), so
+        # the stationary point near the base is the global optimum. Below, or for a KL
+        # budget, another may beat it: the full solver compares the starts.
+        return None
     if discrete is not None:
         transform: Transform = LevelValues(discrete, st["R"], f"optimal[{procedure.name}]")
         second = st["dT"] @ r0  # T'(0) r0 at beta = 1
@@ -1150,9 +1306,11 @@ def solve_optimal(
     Parameters
     ----------
     procedure : OrderStatistic
-        The inference-time procedure T.
+        The inference-time procedure T, n <= 1024.
     beta, kl : float
-        Give exactly one: the KL strength, or a KL budget in nats (beta is then solved for).
+        Give exactly one: the KL strength in [1e-300, 1e300], or a KL budget in nats, > 0
+        (below the KL of the top level alone on a discrete law); beta is then solved for
+        and the KL returned meets the budget to 1e-9 relative unless ``saturated``.
     law : DiscreteLaw, ContinuousLaw or None
         The base reward law (None or continuous: the model-agnostic continuous case).
     against : {"procedure", "sample"}
@@ -1161,6 +1319,14 @@ def solve_optimal(
     Returns
     -------
     OptimalTransform
+        At beta = 1e300 (or a budget of 1e-40) the base policy tilted by R_0, the first
+        variation at the base; towards beta = 1e-300 the solution saturates (W_T within
+        1e-10 of its supremum) and is returned as such, with its own beta.
+
+    Raises
+    ------
+    ValueError
+        For an argument out of range (the message names it and the range).
     """
     _check_procedure(procedure)
     choice(against, "against", AGAINST)
