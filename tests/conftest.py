@@ -14,8 +14,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 settings.register_profile(
     "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+# `ci`: more examples, drawn from a fixed seed so that a landing never hinges on luck.
+# `hunt`: many fresh random examples, for looking for counterexamples on purpose.
 settings.register_profile(
-    "ci", max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "ci",
+    max_examples=80,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "hunt", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
