@@ -246,11 +246,6 @@ def test_base_policy_has_kl_zero_and_wins_a_half_against_itself(law, procedure):
     assert ia.win_rate(base, procedure, against="sample") == pytest.approx(want, abs=tol)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="order statistics of n ~ 1e6 take I_F(k, n-k+1) and its density through "
-    "log-gamma differences in _kernels (lbeta), which lose ~1e-9: W = 0.49999999943",
-)
 def test_base_against_itself_is_a_half():
     # W(T(base) > T(base)) = 1/2 exactly (ties 1/2); found by the property above.
     procedure = ia.order_statistic(795111, 987668)
