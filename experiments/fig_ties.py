@@ -178,17 +178,27 @@ def plot(data: dict, path: Path) -> None:
         color = _COLORS[pos]
         ax.plot(curve["masses"], curve["optimal"], color=color, lw=2.0, label=f"{pos} tie: optimum")
         ax.plot(
-            curve["masses"], curve["identity"], color=color, ls="--", lw=1.6,
+            curve["masses"],
+            curve["identity"],
+            color=color,
+            ls="--",
+            lw=1.6,
             label=f"{pos} tie: identity (calibrated RLHF)",
-        )  # fmt: skip
+        )
     top = data["top_ceiling"]
     ax.plot(
-        top["masses"], top["win_rate"], color="k", ls=":", lw=1.6,
+        top["masses"],
+        top["win_rate"],
+        color="k",
+        ls=":",
+        lw=1.6,
         label="top tie: ceiling, all mass on the tied level",
-    )  # fmt: skip
+    )
     ax.axhline(cont["optimal"], color="0.6", lw=1.0, zorder=0)
     ax.axhline(cont["identity"], color="0.6", lw=1.0, ls="--", zorder=0)
-    ax.text(0.005, cont["optimal"] + 0.004, "no ties (continuous): optimum", color="0.4", fontsize=8)
+    ax.text(
+        0.005, cont["optimal"] + 0.004, "no ties (continuous): optimum", color="0.4", fontsize=8
+    )
     ax.text(0.005, cont["identity"] + 0.004, "no ties: identity", color="0.4", fontsize=8)
     ax.set_title(f"one tied level among {p['levels']} distinct ones", fontsize=10)
     ax.set_ylabel(f"Best-of-{n} win rate vs Best-of-{n} of base, at KL = {kl:g}")
@@ -199,13 +209,25 @@ def plot(data: dict, path: Path) -> None:
     middle = 0.5 * (max(s["identity"]) + min(s["optimal"]))
     ax.plot(s["masses"], s["optimal"], color=_COLORS["zeros"], lw=2.0, label="optimum")
     ax.plot(
-        s["masses"], s["identity"], color=_COLORS["zeros"], ls="--", lw=1.6,
+        s["masses"],
+        s["identity"],
+        color=_COLORS["zeros"],
+        ls="--",
+        lw=1.6,
         label="identity (calibrated RLHF)",
-    )  # fmt: skip
+    )
     for mark, text in zip(p["marks"], ("VADER, short completions", "SmolLM2 pool"), strict=True):
         ax.axvline(mark, color="0.5", lw=1.0, ls="-.")
-        ax.text(mark - 0.012, middle, f"{text}: {mark:.0%} zeros", rotation=90, fontsize=8,
-                color="0.35", ha="center", va="center")  # fmt: skip
+        ax.text(
+            mark - 0.012,
+            middle,
+            f"{text}: {mark:.0%} zeros",
+            rotation=90,
+            fontsize=8,
+            color="0.35",
+            ha="center",
+            va="center",
+        )
     share = p["negative_share"]
     ax.set_title(
         f"sentiment-like: mass m at exactly 0, the rest on {p['levels']} scores in (-1, 1)\n"
@@ -221,8 +243,13 @@ def plot(data: dict, path: Path) -> None:
         ax.plot(curve["masses"], curve["gain"], color=_COLORS[pos], lw=1.8, label=f"{pos} tie")
     ax.plot(s["masses"], s["gain"], color=_COLORS["zeros"], lw=1.8, label="sentiment-like zeros")
     ax.axhline(cont["optimal"] - cont["identity"], color="0.6", lw=1.0, zorder=0)
-    ax.text(0.005, cont["optimal"] - cont["identity"] - 0.004, "no ties (continuous)",
-            color="0.4", fontsize=8)  # fmt: skip
+    ax.text(
+        0.005,
+        cont["optimal"] - cont["identity"] - 0.004,
+        "no ties (continuous)",
+        color="0.4",
+        fontsize=8,
+    )
     ax.set_ylim(bottom=0.0)
     ax.set_title("gain of the optimum over calibrated RLHF", fontsize=10)
     ax.set_ylabel("optimum's win rate - identity's win rate")

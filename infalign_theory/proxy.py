@@ -73,7 +73,7 @@ from . import _kernels as K
 from ._validate import choice, finite_array, integer, positive_finite
 from .laws import PROB_SUM_TOL
 from .metrics import Evaluation
-from .transforms import Identity, Transform
+from .transforms import Transform
 
 #: The largest N accepted: the sums over j = 0..N-1 cost O(L N) per evaluation.
 MAX_N = 1024
@@ -191,8 +191,7 @@ class JointPolicy:
         p = finite_array(self.probs, "probs").ravel()
         if p.size != self.law.n_atoms:
             raise ValueError(
-                f"probs must have one entry per atom of the law ({self.law.n_atoms}), "
-                f"got {p.size}"
+                f"probs must have one entry per atom of the law ({self.law.n_atoms}), got {p.size}"
             )
         if np.any(p < 0.0):
             raise ValueError("probs must be >= 0")
@@ -436,7 +435,7 @@ def proxy_first_variation(
 # --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ProxyOptimum:
-    """The maximiser of W - beta KL (or of W at a KL budget) for a proxy-selected Best-of-N.
+    r"""The maximiser of W - beta KL (or of W at a KL budget) for a proxy-selected Best-of-N.
 
     Attributes
     ----------
@@ -493,7 +492,7 @@ class _Solver:
         self.iterations = 0
 
     def normalise(self, z: np.ndarray) -> np.ndarray:
-        """z - log sum q e^z, so that p = q e^z."""
+        """Z - log sum q e^z, so that p = q e^z."""
         c = float(z.max())
         return z - (c + math.log(math.fsum(self.q * np.exp(z - c))))
 
@@ -591,7 +590,7 @@ class _Solver:
         return _State(z, log_beta, res, _MAX_NEWTON, False)
 
     def tangent(self, state: _State) -> np.ndarray:
-        """dz / d log beta along the path of solutions."""
+        """The derivative dz / d(log beta) along the path of solutions."""
         beta = math.exp(state.log_beta)
         _, t, R = self.step_map(state.z, beta)
         J = self.jacobian(state.z, beta, t)
@@ -755,8 +754,12 @@ def solve_proxy_optimal(
         iterations=solver.iterations,
         converged=bool(best.converged),
         stationary_points=tuple(
-            {"kl": e.kl, "beta": math.exp(s.log_beta), "win_rate": e.win_rate,
-             "objective": e.win_rate - math.exp(s.log_beta) * e.kl}
+            {
+                "kl": e.kl,
+                "beta": math.exp(s.log_beta),
+                "win_rate": e.win_rate,
+                "objective": e.win_rate - math.exp(s.log_beta) * e.kl,
+            }
             for _, s, _, e in rows
         ),
     )
