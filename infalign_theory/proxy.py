@@ -511,9 +511,8 @@ class _Solver:
     def jacobian(self, z: np.ndarray, beta: float, t: np.ndarray) -> np.ndarray:
         p = self.probs(z)
         H = self.pb.hessian(p)
-        dp = np.diag(p) - np.outer(p, p)
-        HJ = H @ dp
-        dT = (HJ - np.outer(np.ones(z.size), t @ HJ)) / beta
+        HJ = H * p[None, :] - np.outer(H @ p, p)  # H (diag p - p p^T), in O(M^2)
+        dT = (HJ - (t @ HJ)[None, :]) / beta
         return np.eye(z.size) - dT
 
     def kl(self, z: np.ndarray) -> tuple[float, np.ndarray]:
