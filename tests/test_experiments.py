@@ -149,7 +149,10 @@ def test_fig_ties_quick(tmp_path):
     for f in families:
         assert all(f["optimal_converged"])
         # both at the budget, and the optimum above the identity there
-        assert f["optimal_kl"] == pytest.approx([0.5] * len(f["masses"]), rel=1e-9)
+        # the budget is met unless W_T saturated first (within 1e-10 of its supremum: a tied
+        # top level of mass 0.6 on 40 levels)
+        for kl, saturated in zip(f["optimal_kl"], f["optimal_saturated"], strict=True):
+            assert kl <= 0.5 * (1 + 1e-9) if saturated else kl == pytest.approx(0.5, rel=1e-9)
         assert f["identity_kl"] == pytest.approx([0.5] * len(f["masses"]), rel=1e-9)
         assert all(g >= -1e-10 for g in f["gain"])
         # m = 0: the same law in calibrated space, whatever the values
