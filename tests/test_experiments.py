@@ -137,3 +137,47 @@ def test_bridge_converge_quick_wiring(tmp_path):
     # a second call reads the finished runs back instead of training again
     again = module.compute(module.STUDIES["quick"], work, progress=False)
     assert [r["measured"] for r in again["runs"]] == [r["measured"] for r in data["runs"]]
+
+
+def test_fig_ties_quick(tmp_path):
+    png = load("fig_ties").main(["--quick", "--out", str(tmp_path)])
+    assert png.exists() and png.stat().st_size > 10_000
+    data = json.loads((tmp_path / "fig_ties.json").read_text())
+    assert data["package_version"] and data["procedure"] == "best-of-4"
+    families = [*data["tied_level"].values(), data["sentiment_like"]]
+    assert len(families) == 4
+    for f in families:
+        assert all(f["optimal_converged"])
+        # both at the budget, and the optimum above the identity there
+        # the budget is met unless W_T saturated first (within 1e-10 of its supremum: a tied
+        # top level of mass 0.6 on 40 levels)
+        for kl, saturated in zip(f["optimal_kl"], f["optimal_saturated"], strict=True):
+            assert kl <= 0.5 * (1 + 1e-9) if saturated else kl == pytest.approx(0.5, rel=1e-9)
+        assert f["identity_kl"] == pytest.approx([0.5] * len(f["masses"]), rel=1e-9)
+        assert all(g >= -1e-10 for g in f["gain"])
+        # m = 0: the same law in calibrated space, whatever the values
+        assert f["masses"][0] == 0.0
+        assert f["optimal"][0] == pytest.approx(families[0]["optimal"][0], abs=1e-12)
+    # a tied top level of mass m: W_T <= 1 - (1 - (1 - m)^4) / 2, reached at KL = -log m
+    top, ceiling = data["tied_level"]["top"], data["top_ceiling"]["win_rate"]
+    assert all(w <= c + 1e-12 for w, c in zip(top["optimal"], ceiling, strict=True))
+    assert ceiling[-1] == pytest.approx(1 - (1 - 0.4**4) / 2, abs=1e-15)
+
+
+def test_committed_fig_ties_is_current():
+    # one point of each family recomputed from the script's own law builders
+    import infalign_theory as ia
+
+    module = load("fig_ties")
+    data = json.loads((ROOT / "paper_figures" / "fig_ties.json").read_text())
+    p = data["parameters"]
+    i = p["masses"].index(0.4)
+    for pos in ("bottom", "middle"):
+        law = module.tied_law(0.4, pos, p["levels"])
+        row = module.at_budget(law, ia.best_of(p["n"]), p["kl"])
+        assert row["optimal"] == pytest.approx(data["tied_level"][pos]["optimal"][i], abs=1e-9)
+        assert row["identity"] == pytest.approx(data["tied_level"][pos]["identity"][i], abs=1e-12)
+    law = module.sentiment_law(0.4, p["levels"], p["negative_share"])
+    assert law.pmf([0.0])[0] == pytest.approx(0.4, abs=1e-15)
+    row = module.at_budget(law, ia.best_of(p["n"]), p["kl"])
+    assert row["optimal"] == pytest.approx(data["sentiment_like"]["optimal"][i], abs=1e-9)
