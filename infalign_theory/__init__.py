@@ -15,7 +15,20 @@ from .laws import ContinuousLaw, DiscreteLaw
 from .metrics import Evaluation, evaluate, kl, pool_win_rate, standard_win_rate, win_rate
 from .planning import Plan, plan, read_rewards
 from .policy import ContinuousPolicy, DiscretePolicy, apply, base_policy, tilt
-from .procedures import OrderStatistic, best_of, order_statistic, sampling, worst_of
+from .procedures import (
+    CdfMap,
+    OrderStatistic,
+    Procedure,
+    SoftBestOf,
+    ThresholdSampling,
+    best_of,
+    cdf_map,
+    order_statistic,
+    sampling,
+    soft_best_of,
+    threshold_sampling,
+    worst_of,
+)
 from .transforms import (
     Custom,
     Exponential,
@@ -32,6 +45,7 @@ from .transforms import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CdfMap",
     "ContinuousLaw",
     "ContinuousPolicy",
     "Custom",
@@ -45,8 +59,11 @@ __all__ = [
     "Mirror",
     "OrderStatistic",
     "Plan",
+    "Procedure",
     "Quantile",
     "SampleCalibrated",
+    "SoftBestOf",
+    "ThresholdSampling",
     "TradeoffCurve",
     "Transform",
     "Zero",
@@ -58,6 +75,7 @@ __all__ = [
     "beta_for_kl",
     "calibrate",
     "calibrate_empirical",
+    "cdf_map",
     "evaluate",
     "kl",
     "kl_limit",
@@ -67,7 +85,9 @@ __all__ = [
     "pool_win_rate",
     "read_rewards",
     "sampling",
+    "soft_best_of",
     "standard_win_rate",
+    "threshold_sampling",
     "tilt",
     "tradeoff_curve",
     "win_rate",
