@@ -1335,11 +1335,11 @@ def _soft_q_levels(anchor, o, c, cum, p, lam):
         else:
             hi = mid
     q = cum[lo]
-    for l in range(lo, m):
-        d = (c[anchor] - c[l]) / lam + o
+    for i in range(lo, m):
+        d = (c[anchor] - c[i]) / lam + o
         if d <= GAM_ZERO:
             break
-        q += p[l] * gumbel_cdf(d)
+        q += p[i] * gumbel_cdf(d)
     return min(q, 1.0)
 
 
@@ -1354,8 +1354,8 @@ def soft_best_levels(p, c, n, lam, xi, wi, out):
     """
     m = p.size
     cum = np.zeros(m + 1)
-    for l in range(m):
-        cum[l + 1] = cum[l] + p[l]
+    for i in range(m):
+        cum[i + 1] = cum[i] + p[i]
     span = 2.0 * GUMBEL_PANELS
     # clusters: anchor level and the number of panels each holds
     anchors = np.empty(m, dtype=np.int64)
@@ -1477,8 +1477,11 @@ def gumbel_smooth(y, lam, ua, ub, coef, cdf_a, xi, wi, out):
 
 @jit
 def soft_best_factor(u, lam, n, ya, yb, qcoef, xi, wi, out):
-    """K(u) = int gam(z) Q(u + lam z)^(n-1) dz, Q given by its Legendre coefficients per
-    panel [ya, yb] of y (0 below ya[0], 1 above yb[-1])."""
+    """K(u) = int gam(z) Q(u + lam z)^(n-1) dz at each u, by Gauss-Legendre in z.
+
+    Q is given by its Legendre coefficients per panel [ya, yb] of y (0 below ya[0], 1 above
+    yb[-1]).
+    """
     P = ya.size
     nodes = xi.size
     z = np.empty(GUMBEL_PANELS * nodes)

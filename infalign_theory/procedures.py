@@ -83,7 +83,9 @@ class Procedure(abc.ABC):
         """Short label used in tables, legends and JSON."""
 
     @abc.abstractmethod
-    def level_masses(self, probs: np.ndarray, midpoints: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    def level_masses(
+        self, probs: np.ndarray, midpoints: tuple[np.ndarray, np.ndarray]
+    ) -> np.ndarray:
         """Masses of T(pi) on the levels of a discrete law, summing to one.
 
         Parameters
@@ -205,7 +207,7 @@ class OrderStatistic(Procedure):
         return np.maximum(out, 0.0)
 
     def log_factor(self, policy: Any) -> LogFactor:
-        """log g'(G(u))."""
+        """Log g'(G(u))."""
 
         def ell(u: np.ndarray, s: np.ndarray) -> np.ndarray:
             G, Gc = policy._cdf_pair(u, s)
@@ -268,8 +270,10 @@ class SoftBestOf(Procedure):
     def parameters(self) -> dict[str, Any]:  # noqa: D102
         return {"n": self.n, "temperature": self.temperature}
 
-    def level_masses(self, probs: np.ndarray, midpoints: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """n p_j int gam(z) Q(C_j + lam z)^(n-1) dz, Gauss-Legendre on panels of width 2 in z."""
+    def level_masses(
+        self, probs: np.ndarray, midpoints: tuple[np.ndarray, np.ndarray]
+    ) -> np.ndarray:
+        """N p_j int gam(z) Q(C_j + lam z)^(n-1) dz, Gauss-Legendre on panels of width 2 in z."""
         p = np.ascontiguousarray(probs, dtype=np.float64)
         out = np.empty(p.size)
         K.soft_best_levels(p, np.asarray(midpoints[0], dtype=np.float64), self.n,
@@ -350,7 +354,9 @@ class ThresholdSampling(Procedure):
         s = K.threshold_sum(self.tau, self.n)
         return np.where(u < self.tau, u**self.n, self.tau**self.n + (u - self.tau) * s)
 
-    def level_masses(self, probs: np.ndarray, midpoints: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    def level_masses(
+        self, probs: np.ndarray, midpoints: tuple[np.ndarray, np.ndarray]
+    ) -> np.ndarray:
         """P_j^n - P_{j-1}^n below the threshold, p_j S_n(P_fail) from it on."""
         p = np.ascontiguousarray(probs, dtype=np.float64)
         first = int(np.sum(np.asarray(midpoints[0]) < self.tau))  # levels that fail
@@ -463,7 +469,7 @@ class CdfMap(Procedure):
         return np.maximum(np.diff(A), 0.0)
 
     def log_factor(self, policy: Any) -> LogFactor:
-        """log g'(G(u))."""
+        """Log g'(G(u))."""
 
         def ell(u: np.ndarray, s: np.ndarray) -> np.ndarray:
             G, _ = policy._cdf_pair(u, s)

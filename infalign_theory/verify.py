@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
+from . import verify_procedures as _procedure_checks
 from ._independent import (
     _gradient_by_differences,
     _objective_rows,
@@ -53,7 +54,6 @@ from .curves import beta_for_kl, kl_limit
 from .laws import ContinuousLaw, DiscreteLaw
 from .metrics import kl, standard_win_rate, win_rate
 from .policy import ContinuousPolicy, DiscretePolicy, Policy, apply, base_policy, tilt
-from . import verify_procedures as _procedure_checks
 from .procedures import OrderStatistic, best_of, order_statistic, worst_of
 from .transforms import Exponential, Identity, Log, Mirror, Quantile, Transform
 

@@ -67,7 +67,7 @@ def _threshold_pick(c: np.ndarray, tau: float) -> Any:
 
 
 def check_soft_limits(law: DiscreteLaw, beta: float, n: int) -> tuple[float, float]:
-    """max |soft(lam small) - Best-of-n| and n-scaled |soft(lam = 1e8) - sampling| on masses."""
+    """Max |soft(lam small) - Best-of-n| and n-scaled |soft(lam = 1e8) - sampling| on masses."""
     pol = tilt(Identity(), beta, law)
     gap = float(np.min(np.diff(level_midpoints(law)[0])))
     cold = apply(soft_best_of(n, gap / 200.0), pol).probs  # e^-200 of the lower levels
@@ -84,7 +84,9 @@ def check_threshold_limits(law: DiscreteLaw | None, beta: float, n: int) -> tupl
     return max(r0, r1), 1e-11
 
 
-def check_enumeration(law: DiscreteLaw, p: np.ndarray, n: int, lam: float, tau: float) -> tuple[float, float]:
+def check_enumeration(
+    law: DiscreteLaw, p: np.ndarray, n: int, lam: float, tau: float
+) -> tuple[float, float]:
     """Largest difference of level masses from the enumeration of all n-tuples."""
     from .policy import DiscretePolicy
 
@@ -97,7 +99,9 @@ def check_enumeration(law: DiscreteLaw, p: np.ndarray, n: int, lam: float, tau: 
     return float(max(np.abs(soft).max(), np.abs(thr).max())), 1e-13
 
 
-def check_monte_carlo(law: DiscreteLaw, n: int, lam: float, tau: float, rng: int) -> tuple[float, float]:
+def check_monte_carlo(
+    law: DiscreteLaw, n: int, lam: float, tau: float, rng: int
+) -> tuple[float, float]:
     """The worst of the two simulated E[C], in standard errors from the exact value."""
     gen = np.random.default_rng(rng)
     pol = base_policy(law)
@@ -120,7 +124,9 @@ def check_monte_carlo(law: DiscreteLaw, n: int, lam: float, tau: float, rng: int
 def instances(name: str, rng: np.random.Generator, random_law: Any) -> dict[str, Any]:
     """Parameters of one instance of check ``name``."""
     if name == "soft_best_of_limits":
-        return dict(law=random_law(rng), beta=float(rng.uniform(0.1, 2.0)), n=int(rng.integers(1, 9)))
+        return dict(
+            law=random_law(rng), beta=float(rng.uniform(0.1, 2.0)), n=int(rng.integers(1, 9))
+        )
     if name == "threshold_limits":
         law = random_law(rng) if rng.random() < 0.5 else None
         return dict(law=law, beta=float(rng.uniform(0.1, 2.0)), n=int(rng.integers(1, 17)))

@@ -86,8 +86,11 @@ def _laplace_density(u: float, n: int, lam: float, t: float) -> mp.mpf:
     W = mp.exp(u / lam)
     M = lambda s: c * lam * s ** (-a) * mp.gammainc(a, s, s * mp.exp(1 / lam))  # noqa: E731
     # s = x / w(u): n f(u) int_0^inf e^{-x} M(x / w(u))^{n-1} dx
-    return n * c * mp.exp(t * u) * mp.quad(
-        lambda x: mp.exp(-x) * M(x / W) ** (n - 1), [0, 1, 10, 50, mp.inf]
+    return (
+        n
+        * c
+        * mp.exp(t * u)
+        * mp.quad(lambda x: mp.exp(-x) * M(x / W) ** (n - 1), [0, 1, 10, 50, mp.inf])
     )
 
 

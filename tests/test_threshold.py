@@ -86,7 +86,9 @@ def test_base_closed_forms(n, tau):
     assert ia.standard_win_rate(decoded) == pytest.approx(mean, rel=0, abs=1e-12)
     mp.mp.dps = 30
     t, N, S = mp.mpf(tau), n, mp.mpf(s)
-    kl = mp.quad(lambda u: N * u ** (N - 1) * mp.log(N * u ** (N - 1)), [0, t]) + (1 - t) * S * mp.log(S)
+    kl = mp.quad(lambda u: N * u ** (N - 1) * mp.log(N * u ** (N - 1)), [0, t]) + (
+        1 - t
+    ) * S * mp.log(S)
     assert ia.kl(decoded) == pytest.approx(float(kl), rel=0, abs=1e-11)
 
 

@@ -104,7 +104,10 @@ PROCEDURE_OPTIONS: dict[str, tuple[dict[str, Any], Any]] = {
         None,
     ),
     "tau": (
-        {"type": _number("nonnegative"), "help": "threshold tau in [0, 1] on the calibrated reward"},
+        {
+            "type": _number("nonnegative"),
+            "help": "threshold tau in [0, 1] on the calibrated reward",
+        },
         None,
     ),
 }
@@ -324,7 +327,11 @@ def _policy_setup(args: argparse.Namespace) -> tuple[Any, ...]:
         "procedure": procedure.name,
         "n": procedure.n,
         "k": procedure.parameters().get("k"),
-        **{key: procedure.parameters()[key] for key in ("temperature", "tau") if key in procedure.parameters()},
+        **{
+            key: procedure.parameters()[key]
+            for key in ("temperature", "tau")
+            if key in procedure.parameters()
+        },
         "transform": "optimal" if transform is None else transform.name,
         "t": getattr(args, "t", None),
         "law": args.law,

@@ -8,8 +8,8 @@ import textwrap
 from typing import Any
 
 from ._common import (
-    _add_calibration_options,
     ORDER_PROCEDURES,
+    _add_calibration_options,
     _add_procedure_options,
     _add_subcommand,
     _fail,
