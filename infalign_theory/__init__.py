@@ -15,7 +15,20 @@ from .laws import ContinuousLaw, DiscreteLaw
 from .metrics import Evaluation, evaluate, kl, pool_win_rate, standard_win_rate, win_rate
 from .planning import Plan, plan, read_rewards
 from .policy import ContinuousPolicy, DiscretePolicy, apply, base_policy, tilt
-from .procedures import OrderStatistic, best_of, order_statistic, sampling, worst_of
+from .procedures import (
+    CdfMap,
+    OrderStatistic,
+    Procedure,
+    SoftBestOf,
+    ThresholdSampling,
+    best_of,
+    cdf_map,
+    order_statistic,
+    sampling,
+    soft_best_of,
+    threshold_sampling,
+    worst_of,
+)
 from .proxy import (
     JointLaw,
     JointPolicy,
@@ -46,6 +59,7 @@ from .transforms import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CdfMap",
     "ContinuousLaw",
     "ContinuousPolicy",
     "Custom",
@@ -63,8 +77,11 @@ __all__ = [
     "Plan",
     "ProxyBestOf",
     "ProxyOptimum",
+    "Procedure",
     "Quantile",
     "SampleCalibrated",
+    "SoftBestOf",
+    "ThresholdSampling",
     "TradeoffCurve",
     "Transform",
     "Zero",
@@ -76,6 +93,7 @@ __all__ = [
     "beta_for_kl",
     "calibrate",
     "calibrate_empirical",
+    "cdf_map",
     "evaluate",
     "joint_base",
     "joint_tilt",
@@ -93,7 +111,9 @@ __all__ = [
     "read_rewards",
     "sampling",
     "solve_proxy_optimal",
+    "soft_best_of",
     "standard_win_rate",
+    "threshold_sampling",
     "tilt",
     "tradeoff_curve",
     "win_rate",

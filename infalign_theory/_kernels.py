@@ -1282,3 +1282,271 @@ def panel_sweep(X, B, f, d, wloc, r, out):
                 dz += wloc[p, i] * f[p, i] * out[p, i, j]
             Z[j] += dz
             V[j] += dv
+
+
+# --------------------------------------------------------------------------------------
+# Procedures beyond order statistics (see procedures.py).
+# --------------------------------------------------------------------------------------
+# Soft Best-of-n picks one of n draws with probability proportional to exp(u / lam). By the
+# Gumbel-max trick that is the draw maximising u_i + lam Z_i, Z_i standard Gumbel, so the
+# pick's density is n f(u) E[Q(u + lam Z)^(n-1)] with Q(y) = P(U + lam Z <= y) =
+# E_U[Gam((y - U) / lam)], Gam(x) = exp(-e^-x) and Z's density gam(z) = exp(-z - e^-z).
+# In z both gam and Q^(n-1) extend analytically to the strip |Im z| < pi/2 with modulus at
+# most e^-Re z and 1, so Gauss-Legendre on panels of width 2 converges like 3.3^-40.
+#: z-range kept of the Gumbel density: gam(-5) = 2e-62 and the mass above 41 is 2e-18.
+GUMBEL_LO = -5.0
+GUMBEL_PANELS = 23
+#: Gam(x) rounds to 1 for x >= 38 and underflows to 0 for x <= -7.
+GAM_ONE = 38.0
+GAM_ZERO = -7.0
+
+
+@jit
+def gumbel_cdf(x):
+    """Gam(x) = exp(-e^-x), the standard Gumbel CDF (0 and 1 exactly where it rounds so)."""
+    if x <= GAM_ZERO:
+        return 0.0
+    return math.exp(-math.exp(-x))
+
+
+@jit
+def gumbel_pdf(z):
+    """gam(z) = exp(-z - e^-z), the standard Gumbel density."""
+    if z <= -40.0:
+        return 0.0
+    e = math.exp(-z)
+    return math.exp(-z - e)
+
+
+@jit
+def _soft_q_levels(anchor, o, c, cum, p, lam):
+    """Q at y = c[anchor] + lam o on a discrete law: sum_l p_l Gam((y - c_l) / lam).
+
+    d_l = (c[anchor] - c_l) / lam + o decreases with l; levels with d_l >= GAM_ONE count
+    in full (``cum``, the masses below them), those with d_l <= GAM_ZERO not at all.
+    """
+    m = c.size
+    # first level with d_l < GAM_ONE
+    lo, hi = 0, m
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if (c[anchor] - c[mid]) / lam + o >= GAM_ONE:
+            lo = mid + 1
+        else:
+            hi = mid
+    q = cum[lo]
+    for i in range(lo, m):
+        d = (c[anchor] - c[i]) / lam + o
+        if d <= GAM_ZERO:
+            break
+        q += p[i] * gumbel_cdf(d)
+    return min(q, 1.0)
+
+
+@jit
+def soft_best_levels(p, c, n, lam, xi, wi, out):
+    """Masses of soft Best-of-n on the levels of a discrete law, exact to rounding.
+
+    Level j (calibrated reward c_j, increasing; policy mass p_j) is picked with probability
+    n p_j int gam(z) Q(c_j + lam z)^(n-1) dz. The z-panels of width 2 are shared by every
+    level whose windows [-5, 41] overlap (a cluster, anchored at its first level, offsets
+    o in units of lam), so Q is computed once per node.
+    """
+    m = p.size
+    cum = np.zeros(m + 1)
+    for i in range(m):
+        cum[i + 1] = cum[i] + p[i]
+    span = 2.0 * GUMBEL_PANELS
+    # clusters: anchor level and the number of panels each holds
+    anchors = np.empty(m, dtype=np.int64)
+    counts = np.empty(m, dtype=np.int64)
+    nc = 0
+    j = 0
+    while j < m:
+        a = j
+        end = span  # in offsets from GUMBEL_LO, units of lam
+        j += 1
+        while j < m:
+            start = (c[j] - c[a]) / lam
+            if start > end:
+                break
+            end = max(end, start + span)
+            j += 1
+        anchors[nc] = a
+        counts[nc] = int(math.ceil(end / 2.0))
+        nc += 1
+    nodes = xi.size
+    for ci in range(nc):
+        a = anchors[ci]
+        panels = counts[ci]
+        qn = np.empty((panels, nodes))
+        for k in range(panels):
+            for i in range(nodes):
+                o = GUMBEL_LO + 2.0 * k + 1.0 + xi[i]
+                qn[k, i] = _soft_q_levels(a, o, c, cum, p, lam) ** (n - 1)
+        last = m if ci == nc - 1 else anchors[ci + 1]
+        for jj in range(a, last):
+            if p[jj] == 0.0:
+                out[jj] = 0.0
+                continue
+            shift = (c[jj] - c[a]) / lam  # z = o - shift
+            k0 = max(int(math.floor(shift / 2.0)) - 1, 0)
+            k1 = min(int(math.ceil(shift / 2.0)) + GUMBEL_PANELS + 1, panels)
+            acc = 0.0
+            for k in range(k0, k1):
+                for i in range(nodes):
+                    o = GUMBEL_LO + 2.0 * k + 1.0 + xi[i]
+                    acc += wi[i] * gumbel_pdf(o - shift) * qn[k, i]
+            out[jj] = n * p[jj] * acc
+
+
+@jit
+def _legendre_value(coef, z):
+    """sum_j coef[j] P_j(z) by Clenshaw's recurrence."""
+    m = coef.size
+    b1 = 0.0
+    b2 = 0.0
+    for j in range(m - 1, 0, -1):
+        b0 = coef[j] + (2.0 * j + 1.0) / (j + 1.0) * z * b1 - (j + 1.0) / (j + 2.0) * b2
+        b2 = b1
+        b1 = b0
+    return coef[0] + z * b1 - 0.5 * b2
+
+
+@jit
+def _find_panel(ua, x):
+    """Index p of the panel [ua[p], ua[p + 1]) holding x (clamped to the ends)."""
+    lo, hi = 0, ua.size - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ua[mid] <= x:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+@jit
+def gumbel_smooth(y, lam, ua, ub, coef, cdf_a, xi, wi, out):
+    """Q(y) = int_0^1 f(v) Gam((y - v) / lam) dv for a density given on panels of [0, 1].
+
+    ``ua``, ``ub``: panel ends in u, increasing and contiguous; ``coef``: Legendre
+    coefficients of f per panel; ``cdf_a``: the CDF at each panel's start. Below
+    v = y - GAM_ONE lam the weight is 1 (the CDF there); the window up to y - GAM_ZERO lam
+    is integrated on pieces no wider than 2 lam, inside the panels of f.
+    """
+    P = ua.size
+    nodes = xi.size
+    for t in range(y.size):
+        lo = y[t] - GAM_ONE * lam
+        hi = y[t] - GAM_ZERO * lam
+        if hi <= 0.0:
+            out[t] = 0.0
+            continue
+        if lo >= ub[P - 1]:
+            out[t] = 1.0
+            continue
+        p = _find_panel(ua, max(lo, 0.0))
+        acc = cdf_a[p]
+        while p < P and ua[p] < hi:
+            a = ua[p]
+            b = ub[p]
+            width = b - a
+            x0 = a
+            if lo > a:  # weight 1 on [a, lo]: f's own integral, exact by Gauss
+                hh = 0.5 * (lo - a)
+                for i in range(nodes):
+                    v = a + hh * (1.0 + xi[i])
+                    acc += hh * wi[i] * _legendre_value(coef[p], (2.0 * v - a - b) / width)
+                x0 = lo
+            x1 = min(b, hi)
+            pieces = int(math.ceil((x1 - x0) / (2.0 * lam)))
+            if pieces < 1:
+                pieces = 1
+            step = (x1 - x0) / pieces
+            for k in range(pieces):
+                s0 = x0 + k * step
+                hh = 0.5 * step
+                for i in range(nodes):
+                    v = s0 + hh * (1.0 + xi[i])
+                    fv = _legendre_value(coef[p], (2.0 * v - a - b) / width)
+                    acc += hh * wi[i] * fv * gumbel_cdf((y[t] - v) / lam)
+            p += 1
+        out[t] = min(max(acc, 0.0), 1.0)
+
+
+@jit
+def soft_best_factor(u, lam, n, ya, yb, qcoef, xi, wi, out):
+    """K(u) = int gam(z) Q(u + lam z)^(n-1) dz at each u, by Gauss-Legendre in z.
+
+    Q is given by its Legendre coefficients per panel [ya, yb] of y (0 below ya[0], 1 above
+    yb[-1]).
+    """
+    P = ya.size
+    nodes = xi.size
+    z = np.empty(GUMBEL_PANELS * nodes)
+    wz = np.empty(GUMBEL_PANELS * nodes)
+    for k in range(GUMBEL_PANELS):
+        for i in range(nodes):
+            z[k * nodes + i] = GUMBEL_LO + 2.0 * k + 1.0 + xi[i]
+            wz[k * nodes + i] = wi[i] * gumbel_pdf(z[k * nodes + i])
+    for t in range(u.size):
+        acc = 0.0
+        p = 0
+        for i in range(z.size):  # y increases with i: the panel is found by walking on
+            y = u[t] + lam * z[i]
+            if y < ya[0]:
+                continue
+            if y >= yb[P - 1]:
+                acc += wz[i]
+                continue
+            while p + 1 < P and ya[p + 1] <= y:
+                p += 1
+            q = _legendre_value(qcoef[p], (2.0 * y - ya[p] - yb[p]) / (yb[p] - ya[p]))
+            q = min(max(q, 0.0), 1.0)
+            acc += wz[i] * q ** (n - 1)
+        out[t] = acc
+
+
+@jit
+def threshold_sum(x, n):
+    """S_n(x) = 1 + x + ... + x^(n-1) = (1 - x^n) / (1 - x), n at x = 1, without cancellation."""
+    if x >= 1.0:
+        return float(n)
+    if x <= 0.5:
+        return (1.0 - x**n) / (1.0 - x)
+    return -math.expm1(n * math.log(x)) / (1.0 - x)
+
+
+@jit
+def threshold_levels(p, first, n, out):
+    """Masses of threshold sampling: levels below ``first`` fail, the others pass.
+
+    A failing level j gets P(all n fail, best is j) = P_j^n - P_{j-1}^n; a passing level
+    gets p_j S_n(P_fail), the first passing draw being distributed as the policy there.
+    """
+    m = p.size
+    fail = 0.0
+    for j in range(first):
+        fail += p[j]
+    prev = 0.0
+    acc = 0.0
+    for j in range(first):
+        acc += p[j]
+        cur = acc**n
+        out[j] = max(cur - prev, 0.0)
+        prev = cur
+    s = threshold_sum(fail, n)
+    for j in range(first, m):
+        out[j] = p[j] * s
+
+
+@jit
+def discrete_win_from_masses(a, b):
+    """W(A ≻ B) = sum_j a_j (B_{j-1} + b_j / 2) for two laws on the same levels, ties ½."""
+    w = 0.0
+    below = 0.0
+    for j in range(a.size):
+        w += a[j] * (below + 0.5 * b[j])
+        below += b[j]
+    return w

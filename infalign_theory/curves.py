@@ -28,7 +28,7 @@ from .calibration import level_midpoints
 from .laws import DiscreteLaw, RewardLaw
 from .metrics import AGAINST, Evaluation, kl, standard_win_rate, win_rate
 from .policy import DiscretePolicy, base_policy, tilt
-from .procedures import OrderStatistic
+from .procedures import Procedure
 from .transforms import Exponential, Transform
 
 #: Relative accuracy of the KL reached by :func:`beta_for_kl`.
@@ -286,7 +286,7 @@ def _grid(values: Any, name: str) -> np.ndarray:
 
 def tradeoff_curve(
     transform: Transform,
-    procedure: OrderStatistic,
+    procedure: Procedure,
     *,
     law: RewardLaw | None = None,
     betas: Any = None,
@@ -298,7 +298,7 @@ def tradeoff_curve(
     Parameters
     ----------
     transform : Transform
-    procedure : OrderStatistic
+    procedure : Procedure
     law : DiscreteLaw, ContinuousLaw or None
     betas : array_like, optional
         Betas > 0; ``inf`` stands for the base policy.
@@ -308,8 +308,8 @@ def tradeoff_curve(
     against : {"procedure", "sample"}
         As in :func:`~infalign_theory.metrics.win_rate`.
     """
-    if not isinstance(procedure, OrderStatistic):
-        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    if not isinstance(procedure, Procedure):
+        raise ValueError(f"procedure must be a Procedure, got {procedure!r}")
     if not isinstance(transform, Transform):
         raise ValueError(f"transform must be a Transform, got {transform!r}")
     choice(against, "against", AGAINST)
@@ -345,22 +345,23 @@ def tradeoff_curve(
     )
 
 
-def best_exponent(procedure: OrderStatistic, kl: float) -> tuple[float, float]:
+def best_exponent(procedure: Procedure, kl: float) -> tuple[float, float]:
     """The exponent t whose exponential transform maximises W_T at KL = ``kl`` (continuous).
 
     A scan of |t| over [0.01, 1e7] on a log grid, refined by bounded scalar minimisation
     around the best grid point. The sign of t follows the procedure: t > 0 when it picks
-    from the top half (k > n/2: Best-of-N, sampling), t < 0 otherwise (Worst-of-N).
+    from the top half (``procedure.favours_high``: Best-of-N, sampling, soft Best-of-N,
+    threshold sampling), t < 0 otherwise (Worst-of-N).
     Exponents whose tilts cannot reach the KL are skipped.
 
     Returns
     -------
     (t, win_rate) : tuple of float
     """
-    if not isinstance(procedure, OrderStatistic):
-        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    if not isinstance(procedure, Procedure):
+        raise ValueError(f"procedure must be a Procedure, got {procedure!r}")
     kl = positive_finite(kl, "kl")
-    sign = 1.0 if 2 * procedure.k > procedure.n else -1.0
+    sign = 1.0 if procedure.favours_high else -1.0
 
     def value(x: float) -> float:
         transform = Exponential(sign * math.exp(x))

@@ -32,6 +32,7 @@ U-statistic over every pair of N-subsets -- unbiased for W_T, ties ½.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -39,8 +40,8 @@ from . import _kernels as K
 from . import _mesh
 from ._validate import choice, finite_array
 from .calibration import level_midpoints
-from .policy import ContinuousPolicy, DiscretePolicy, Policy
-from .procedures import OrderStatistic
+from .policy import ContinuousPolicy, DiscretePolicy, Policy, apply, base_policy
+from .procedures import OrderStatistic, Procedure, sampling
 
 AGAINST = ("procedure", "sample")
 
@@ -72,31 +73,86 @@ def standard_win_rate(policy: Policy) -> float:
     return _unit(float(policy._resolved.stats[K.ST_WSTD]))
 
 
-def win_rate(policy: Policy, procedure: OrderStatistic, *, against: str = "procedure") -> float:
+def _check_procedure(procedure: object) -> Procedure:
+    if not isinstance(procedure, Procedure):
+        raise ValueError(f"procedure must be a Procedure (e.g. best_of(4)), got {procedure!r}")
+    return procedure
+
+
+def win_rate(policy: Policy, procedure: Procedure, *, against: str = "procedure") -> float:
     """Inference-time win rate W(T(pi) ≻ T(pi_ref)), ties ½ (InfAlign Definition 4).
 
     Parameters
     ----------
     policy : DiscretePolicy or ContinuousPolicy
-    procedure : OrderStatistic
-        The inference-time procedure T, e.g. ``best_of(4)``.
+    procedure : Procedure
+        The inference-time procedure T, e.g. ``best_of(4)`` or ``soft_best_of(4, 0.1)``.
     against : {"procedure", "sample"}
         ``"procedure"`` (default): T(pi) against T(pi_ref). ``"sample"``: T(pi) against a
         single base sample.
     """
     _check_policy(policy)
-    if not isinstance(procedure, OrderStatistic):
-        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    _check_procedure(procedure)
     choice(against, "against", AGAINST)
-    k, n = procedure.k, procedure.n
-    kr, nr = (k, n) if against == "procedure" else (1, 1)
+    reference = procedure if against == "procedure" else sampling()
+    key, kref = procedure.order_key, reference.order_key
     if isinstance(policy, DiscretePolicy):
-        return _unit(float(K.discrete_win_rate(policy.probs, policy.law.probs, k, n, kr, nr)))
-    key = (k, n, kr, nr)
-    if key not in policy._win_cache:
-        res = _mesh.resolve(policy.transform, policy.beta, key, start=policy._resolved)
-        policy._win_cache[key] = res.win_rate
-    return float(policy._win_cache[key])
+        if key is not None and kref is not None:
+            w = K.discrete_win_rate(policy.probs, policy.law.probs, *key, *kref)
+        else:
+            a = apply(procedure, policy).probs
+            b = apply(reference, base_policy(policy.law)).probs
+            w = K.discrete_win_from_masses(a, b)
+        return _unit(float(w))
+    cache_key = (*key, *kref) if key is not None and kref is not None else (procedure, reference)
+    if cache_key not in policy._win_cache:
+        if key is not None and kref is not None:
+            res = _mesh.resolve(policy.transform, policy.beta, cache_key, start=policy._resolved)
+            w = res.win_rate
+        else:
+            w = _continuous_win(apply(procedure, policy), _decoded_base(reference))
+        policy._win_cache[cache_key] = w
+    return float(policy._win_cache[cache_key])
+
+
+@lru_cache(maxsize=64)
+def _decoded_base(procedure: Procedure) -> ContinuousPolicy:
+    decoded = apply(procedure, base_policy())
+    assert isinstance(decoded, ContinuousPolicy)
+    return decoded
+
+
+#: Legendre tail (absolute, per panel) of f_A H_B below which the win-rate integral is resolved.
+WIN_TOL = 1e-14
+
+
+def _continuous_win(A: Policy, B: ContinuousPolicy) -> float:
+    r"""W(A ≻ B) = :math:`\int_0^1 f_A(u) H_B(u) du` for continuous A, B (no ties).
+
+    Gauss-Legendre on A's resolved panels, each split until the four highest Legendre
+    coefficients of the integrand, times the half-width, are below ``WIN_TOL``.
+    """
+    assert isinstance(A, ContinuousPolicy)
+    mesh = A._resolved.mesh
+    side, a, b = mesh.side, mesh.a, mesh.b
+    total = 0.0
+    for _ in range(60):
+        x = a[:, None] + 0.5 * (b - a)[:, None] * (1.0 + K.XI[None, :])
+        one = side[:, None] == 1
+        u, s = np.where(one, 1.0 - x, x), np.where(one, x, 1.0 - x)
+        vals = A._pdf_pair(u, s) * B._cdf_pair(u, s)[0]
+        h = 0.5 * (b - a)
+        tail = h * np.abs(vals @ K.TAIL.T).max(axis=1)
+        split = (tail > WIN_TOL) & (b - a > 64.0 * K.EPS * b)
+        total += float(np.sum(h[~split] * (vals[~split] @ K.WI)))
+        if not np.any(split):
+            break
+        mid = 0.5 * (a[split] + b[split])
+        side = np.concatenate([side[split], side[split]])
+        a, b = np.concatenate([a[split], mid]), np.concatenate([mid, b[split]])
+    else:
+        total += float(np.sum(h[split] * (vals[split] @ K.WI)))
+    return _unit(total)
 
 
 @dataclass(frozen=True)
@@ -118,9 +174,7 @@ class Evaluation:
         }
 
 
-def evaluate(
-    policy: Policy, procedure: OrderStatistic, *, against: str = "procedure"
-) -> Evaluation:
+def evaluate(policy: Policy, procedure: Procedure, *, against: str = "procedure") -> Evaluation:
     """KL, inference-time win rate and standard win rate of ``policy`` in one call."""
     _check_policy(policy)
     return Evaluation(

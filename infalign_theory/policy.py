@@ -30,7 +30,7 @@ from . import _mesh
 from ._validate import finite_array, positive_finite, unit_interval
 from .calibration import level_midpoints
 from .laws import PROB_SUM_TOL, ContinuousLaw, DiscreteLaw, RewardLaw
-from .procedures import OrderStatistic
+from .procedures import Procedure
 from .transforms import Quantile, SampleCalibrated, Transform, Zero
 
 
@@ -260,29 +260,40 @@ def base_policy(law: RewardLaw | None = None) -> Policy:
     return tilt(Zero(), 1.0, law)
 
 
+def _cut(mesh: _mesh.Mesh, points: tuple[float, ...]) -> tuple[np.ndarray, ...]:
+    """The panels of ``mesh`` with the panel holding each u in ``points`` cut there."""
+    side, a, b = mesh.side, mesh.a, mesh.b
+    for u in points:
+        sd, x = (0, u) if u <= 0.5 else (1, 1.0 - u)
+        hit = np.flatnonzero((side == sd) & (a < x) & (x < b))
+        if hit.size:
+            p = int(hit[0])
+            side = np.insert(side, p + 1, sd)
+            a = np.insert(a, p + 1, x)
+            b = np.insert(b, p, x)
+    return side, a, b
+
+
 @dataclass(frozen=True, eq=False)
 class _Pushforward(Transform):
-    """log of the density of T(pi): log g'(G(u)) + log f(u), used with beta = 1."""
+    """log of the density of T(pi), log f(u) + ell(u), used with beta = 1."""
 
-    procedure: OrderStatistic
+    procedure: Procedure
     policy: ContinuousPolicy
+    factor: Any = field(repr=False)
 
     @property
     def name(self) -> str:
         return f"{self.procedure.name} of [{self.policy.transform.name}, beta={self.policy.beta:g}]"
 
     def initial_panels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        # the policy's own panels resolve f, and g'(G) is smooth where f has mass: starting
-        # from the default panels, a narrow peak of f between nodes would be lost
-        mesh = self.policy._resolved.mesh
-        return mesh.side, mesh.a, mesh.b
+        # the policy's own panels resolve f, and the factor is smooth where f has mass:
+        # starting from the default panels, a narrow peak of f between nodes would be lost
+        return _cut(self.policy._resolved.mesh, self.procedure.breakpoints)
 
     def _log_density(self, u: np.ndarray, s: np.ndarray) -> np.ndarray:
-        G, Gc = self.policy._cdf_pair(u, s)
-        dg = np.empty(G.size)
-        K.cdf_map_prime_array(self.procedure.k, self.procedure.n, G.ravel(), Gc.ravel(), dg)
-        with np.errstate(divide="ignore"):
-            return np.log(dg.reshape(G.shape)) + self.policy._logpdf_pair(u, s)
+        ell = np.asarray(self.factor(u, s), dtype=np.float64).reshape(np.shape(u))
+        return ell + self.policy._logpdf_pair(u, s)
 
     def _left(self, u: np.ndarray) -> np.ndarray:
         return self._log_density(u, 1.0 - u)
@@ -291,21 +302,25 @@ class _Pushforward(Transform):
         return self._log_density(1.0 - s, s)
 
 
-def apply(procedure: OrderStatistic, policy: Policy) -> Policy:
+def apply(procedure: Procedure, policy: Policy) -> Policy:
     r"""The policy of the response that ``procedure`` returns when it samples ``policy``.
 
-    Its level CDF is g(G): on a discrete law the level masses are g(P_j) - g(P_{j-1}), exact;
-    in the continuous case the density is :math:`g'(G(u))\, f(u)`, represented as a tilt with
-    beta = 1 (so Best-of-n of a Best-of-m policy is Best-of-(nm) to about 1e-13).
+    On a discrete law the level masses are ``procedure.level_masses`` (for a CDF map,
+    g(P_j) - g(P_{j-1})), exact; in the continuous case the density is
+    :math:`f(u)\,e^{\ell(u)}` (for a CDF map :math:`g'(G(u)) f(u)`), represented as a tilt
+    with beta = 1 (so Best-of-n of a Best-of-m policy is Best-of-(nm) to about 1e-13).
+    ``kl(apply(T, base_policy()))`` is KL(T(pi_ref) || pi_ref) and its ``standard_win_rate``
+    is E[C] under T(pi_ref).
     """
-    if not isinstance(procedure, OrderStatistic):
-        raise ValueError(f"procedure must be an OrderStatistic, got {procedure!r}")
+    if not isinstance(procedure, Procedure):
+        raise ValueError(f"procedure must be a Procedure, got {procedure!r}")
     if isinstance(policy, DiscretePolicy):
-        out = np.empty(policy.law.n_levels)
-        K.discrete_level_masses(policy.probs, procedure.k, procedure.n, out)
-        return DiscretePolicy(policy.law, np.maximum(out, 0.0))
+        out = procedure.level_masses(policy.probs, level_midpoints(policy.law))
+        return DiscretePolicy(policy.law, np.maximum(np.asarray(out, dtype=np.float64), 0.0))
     if not isinstance(policy, ContinuousPolicy):
         raise ValueError(f"policy must be a DiscretePolicy or ContinuousPolicy, got {policy!r}")
-    if procedure.n == 1:
+    if procedure.order_key is not None and procedure.order_key[1] == 1:
         return policy
-    return ContinuousPolicy(_Pushforward(procedure, policy), 1.0, policy.law)
+    return ContinuousPolicy(
+        _Pushforward(procedure, policy, procedure.log_factor(policy)), 1.0, policy.law
+    )

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
+from . import verify_procedures as _procedure_checks
 from ._independent import (
     _gradient_by_differences,
     _objective_rows,
@@ -499,6 +500,7 @@ def check_concavity(
 
 
 STATEMENTS: dict[str, tuple[str, str]] = {
+    **_procedure_checks.STATEMENTS,
     "theorem1_optimum_is_tilt": (
         "the maximiser of W_T - beta KL is the tilt of the base by the first variation of W_T",
         f"{PAPER}, Lemma 1 and Theorem 1",
@@ -688,7 +690,18 @@ def _instances(name: str, rng: np.random.Generator) -> dict[str, Any]:
             lam=float(rng.uniform(0.05, 0.95)),
             n=int(rng.integers(1, 33)),
         )
+    if name in _procedure_checks.CHECKS:
+        return _procedure_checks.instances(name, rng, random_discrete_law)
     raise KeyError(name)
+
+
+def _procedure_check(name: str) -> Callable[..., CheckResult]:
+    def run(**params: Any) -> CheckResult:
+        residual, tolerance = _procedure_checks.CHECKS[name](**params)
+        return _result(name, residual, tolerance)
+
+    run.__doc__ = _procedure_checks.CHECKS[name].__doc__
+    return run
 
 
 CHECKS: dict[str, Callable[..., CheckResult]] = {
@@ -708,6 +721,7 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
     "mirror_best_worst": check_mirror,
     "data_processing_kl": check_data_processing,
     "win_rate_concave_bon_convex_won": check_concavity,
+    **{name: _procedure_check(name) for name in _procedure_checks.CHECKS},
 }
 
 

@@ -136,7 +136,7 @@ def test_best_exponent_is_a_local_maximum_below_the_optimum(proc):
 def test_best_exponent_refuses_bad_input():
     with pytest.raises(ValueError, match="kl must be a finite number > 0"):
         ia.best_exponent(ia.best_of(4), 0.0)
-    with pytest.raises(ValueError, match="procedure must be an OrderStatistic"):
+    with pytest.raises(ValueError, match="procedure must be a Procedure"):
         ia.best_exponent("bon", 1.0)
 
 

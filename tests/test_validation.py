@@ -34,7 +34,7 @@ CASES = [
         lambda: ia.win_rate(POL, ia.best_of(2), against="base"),
         r"against must be one of 'procedure', 'sample'",
     ),
-    (lambda: ia.win_rate(POL, 4), r"procedure must be an OrderStatistic"),
+    (lambda: ia.win_rate(POL, 4), r"procedure must be a Procedure"),
     (lambda: ia.kl("policy"), r"policy must be a DiscretePolicy or ContinuousPolicy"),
     (lambda: ia.DiscretePolicy(LAW, [0.5, 0.5, 0.5]), r"probs must sum to 1 within 1e-09"),
     (lambda: POL.cdf([1.5]), r"u must lie in \[0, 1\]"),

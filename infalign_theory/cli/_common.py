@@ -13,7 +13,16 @@ from typing import Any, NoReturn
 from ..calibration import ESTIMATORS
 from ..laws import DiscreteLaw
 from ..metrics import AGAINST
-from ..procedures import MAX_N, OrderStatistic, best_of, order_statistic, sampling, worst_of
+from ..procedures import (
+    MAX_N,
+    Procedure,
+    best_of,
+    order_statistic,
+    sampling,
+    soft_best_of,
+    threshold_sampling,
+    worst_of,
+)
 from ..transforms import Exponential, Identity, Log, Quantile, SampleCalibrated, Transform
 
 TRANSFORMS = ("identity", "log", "exp", "raw", "optimal")
@@ -73,12 +82,16 @@ def _numbers(kind: str) -> Callable[[str], list[float]]:
 #: The procedures of the command line: the options each one takes and how it is built from
 #: them. A new procedure is one line here; a new option of procedures is one line in
 #: PROCEDURE_OPTIONS.
-PROCEDURES: dict[str, tuple[tuple[str, ...], Callable[[Any], OrderStatistic]]] = {
+PROCEDURES: dict[str, tuple[tuple[str, ...], Callable[[Any], Procedure]]] = {
     "sampling": ((), lambda a: sampling()),
     "bon": (("n",), lambda a: best_of(a.n)),
     "won": (("n",), lambda a: worst_of(a.n)),
     "order": (("k", "n"), lambda a: order_statistic(a.k, a.n)),
+    "soft-bon": (("n", "temperature"), lambda a: soft_best_of(a.n, a.temperature)),
+    "threshold": (("n", "tau"), lambda a: threshold_sampling(a.n, a.tau)),
 }
+#: The order statistics: the procedures of subcommands that need their CDF map (plan, bridge).
+ORDER_PROCEDURES = ("sampling", "bon", "won", "order")
 
 
 #: The options of procedures: their argparse settings and the value taken when a procedure
@@ -86,6 +99,17 @@ PROCEDURES: dict[str, tuple[tuple[str, ...], Callable[[Any], OrderStatistic]]] =
 PROCEDURE_OPTIONS: dict[str, tuple[dict[str, Any], Any]] = {
     "n": ({"type": _count(1, MAX_N), "help": "number of samples N (default 4)"}, 4),
     "k": ({"type": _count(1, MAX_N), "help": "rank k of the sample returned, 1 = worst"}, None),
+    "temperature": (
+        {"type": _number("positive"), "help": "temperature lambda > 0 of soft Best-of-N"},
+        None,
+    ),
+    "tau": (
+        {
+            "type": _number("nonnegative"),
+            "help": "threshold tau in [0, 1] on the calibrated reward",
+        },
+        None,
+    ),
 }
 
 
@@ -94,6 +118,8 @@ _PROCEDURE_HELP = {
     "bon": "best of N",
     "won": "worst of N, a model of Best-of-N jailbreaking",
     "order": "the k-th smallest of N",
+    "soft-bon": "N samples, one picked with probability proportional to exp(C/temperature)",
+    "threshold": "sample until C >= tau, at most N samples, else the best of them",
 }
 
 
@@ -205,7 +231,7 @@ def _add_subcommand(sub: Any, name: str, summary: str, description: str, example
     )
 
 
-def _procedure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> OrderStatistic:
+def _procedure(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Procedure:
     """The procedure asked for; an option of procedures that it does not take is refused."""
     takes, build = PROCEDURES[args.procedure]
     for option, (_, default) in PROCEDURE_OPTIONS.items():
@@ -300,7 +326,12 @@ def _policy_setup(args: argparse.Namespace) -> tuple[Any, ...]:
     context = {
         "procedure": procedure.name,
         "n": procedure.n,
-        "k": procedure.k,
+        "k": procedure.parameters().get("k"),
+        **{
+            key: procedure.parameters()[key]
+            for key in ("temperature", "tau")
+            if key in procedure.parameters()
+        },
         "transform": "optimal" if transform is None else transform.name,
         "t": getattr(args, "t", None),
         "law": args.law,

@@ -8,6 +8,7 @@ import textwrap
 from typing import Any
 
 from ._common import (
+    ORDER_PROCEDURES,
     _add_calibration_options,
     _add_procedure_options,
     _add_subcommand,
@@ -38,7 +39,7 @@ def _add_plan_parser(sub: Any) -> None:
         help='CSV (header prompt,reward) or JSONL ({"prompt": ..., "reward": ...} a line), '
         "one row per base sample",
     )
-    _add_procedure_options(pl)
+    _add_procedure_options(pl, ORDER_PROCEDURES)
     level = pl.add_mutually_exclusive_group(required=True)
     level.add_argument(
         "--kl",
