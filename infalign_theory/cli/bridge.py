@@ -11,7 +11,6 @@ import numpy as np
 
 from ..calibration import ESTIMATORS
 from ..curves import beta_for_kl
-from ..optimal import solve_optimal
 from ..transforms import Exponential, Identity, Log, Transform
 from ._common import (
     _FLAGS,
@@ -177,6 +176,8 @@ def _run_bridge(args: argparse.Namespace) -> int:
     try:
         transform: Transform
         if args.transform == "optimal":
+            from ..optimal import solve_optimal
+
             sol = solve_optimal(procedure, beta=args.beta, kl=args.kl, law=law)
             beta, transform = sol.beta, sol.transform
         else:
