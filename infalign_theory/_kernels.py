@@ -16,8 +16,9 @@ Conventions shared by the kernels
   the coordinate x = u, panels of side 1 carry x = s = 1 - u, so that the node positions
   near *either* end are exact (see ``_mesh.py``).
 * Order statistics: g(F) = I_F(k, n - k + 1) is scipy's incomplete beta (Boost), reached
-  through ``scipy.special.cython_special`` as a named external symbol (so the kernels stay
-  cacheable), or a short binomial tail summed; g'(F) is n P(Bin(n - 1, F) = k - 1) in
+  through ``scipy.special.cython_special`` by a named cell that holds its address (so the
+  kernels stay cacheable, and scipy.special is imported only by the first call that needs
+  it), or a short binomial tail summed; g'(F) is n P(Bin(n - 1, F) = k - 1) in
   Loader's saddle-point form. Neither takes a difference of log-gamma values, which loses
   1e-9 at n = 10**6.
 """
