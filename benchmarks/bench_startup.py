@@ -3,12 +3,16 @@
     python benchmarks/bench_startup.py            # a table
     python benchmarks/bench_startup.py --json     # one JSON object (ratio, spreads, ...)
 
-Each command runs in a fresh process, as a user's shell runs it; the numba cache is warm (the
-commands are run once, untimed, before timing: a first run on a new machine also compiles the
-kernels, about 10 s, once). Like hyperfine, the commands are timed in rounds, each round
-running every command once in a rotating order so that all see the same machine load, and the
-report gives per command the median, minimum and interquartile range of the wall times, and
-the ratio median(evaluate) / median(numpy) with the spread of the per-round ratios.
+Each command runs in a fresh process, as a user's shell runs it: the numba cache is warm (the
+commands are run twice, untimed, before timing: a first run on a new machine also compiles the
+kernels, about 10 s, once) and so is Python's bytecode cache (PYTHONDONTWRITEBYTECODE is
+removed from the commands' environment: without it an editable install recompiles the
+package's sources on every call, while numpy's and numba's installed bytecode is used).
+Like hyperfine, the commands are timed in rounds, each round running every command once in a
+rotating order so that all see the same machine load, and the report gives per command the
+median, minimum and interquartile range of the wall times and the median CPU time (user +
+system, steadier than wall time on a busy machine), and the ratio median(evaluate) /
+median(numpy) with the spread of the per-round ratios.
 
 Commands timed:
   numpy      python -c "import numpy"                     (the reference)
@@ -16,7 +20,9 @@ Commands timed:
   import     python -c "import infalign_theory"           (the package's import alone)
   numba      python -c "<import numba, call one cached trivial njit function>": the floor
              of any process that loads a cached numba kernel (numba initialises its
-             compiler's registries on the first cache load, whatever the kernel)
+             compiler's registries on the first cache load, whatever the kernel, and
+             with them imports scipy.linalg to look for BLAS)
+  import_numba  python -c "import numba"                 (numba's import alone)
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EVALUATE = ["evaluate", "--procedure", "bon", "--n", "4", "--transform", "exp", "--t", "10"]
 EVALUATE += ["--kl", "1", "--json"]
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 PROBE = """from numba import njit
 
 
@@ -56,6 +63,7 @@ def commands(probe_dir: str) -> dict[str, list[str]]:
             "-c",
             f"import sys; sys.path.insert(0, {probe_dir!r}); import probe; probe.one(1.0)",
         ],
+        "import_numba": [py, "-c", "import numba"],
     }
 
 
@@ -63,7 +71,7 @@ def run_once(cmd: list[str]) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system) of one fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, env=os.environ.copy())
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, env=ENV)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -103,6 +111,8 @@ def measure(rounds: int, warmup: int) -> dict:
         "cpu_ratio": median(cpu["evaluate"]) / median(cpu["numpy"]),
         "numba_floor_ratio": median(times["numba"]) / median(times["numpy"]),
         "numba_floor_cpu_ratio": median(cpu["numba"]) / median(cpu["numpy"]),
+        "numba_import_ratio": median(times["import_numba"]) / median(times["numpy"]),
+        "numba_import_cpu_ratio": median(cpu["import_numba"]) / median(cpu["numpy"]),
         "commands": {},
         "rounds": rounds,
         "numba_cache": "warm",
@@ -117,6 +127,7 @@ def measure(rounds: int, warmup: int) -> dict:
         q1, q3 = quartiles(t) if len(t) > 1 else (t[0], t[0])
         out["commands"][name] = {
             "command": " ".join(cmds[name][1:]) if name != "numba" else "cached numba kernel",
+            "median_cpu_ratio": statistics.median(cpu[name]) / median(cpu["numpy"]),
             "median_seconds": statistics.median(t),
             "min_seconds": min(t),
             "iqr_seconds": [q1, q3],
@@ -138,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, row in result["commands"].items():
         q1, q3 = row["iqr_seconds"]
         print(
-            f"{name:9s} median {row['median_seconds']:6.3f} s  min {row['min_seconds']:6.3f} s"
+            f"{name:12s} median {row['median_seconds']:6.3f} s  min {row['min_seconds']:6.3f} s"
             f"  IQR {q1:.3f}-{q3:.3f} s  CPU {row['median_cpu_seconds']:6.3f} s  "
             f"{row['command']}"
         )
@@ -147,7 +158,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"evaluate / numpy: {result['ratio']:.2f}x wall (per round: median "
         f"{spread['median']:.2f}, {spread['min']:.2f}-{spread['max']:.2f}), "
         f"{result['cpu_ratio']:.2f}x CPU; a cached numba kernel alone: "
-        f"{result['numba_floor_ratio']:.2f}x wall, {result['numba_floor_cpu_ratio']:.2f}x CPU"
+        f"{result['numba_floor_ratio']:.2f}x wall, {result['numba_floor_cpu_ratio']:.2f}x CPU; "
+        f"import numba alone: {result['numba_import_ratio']:.2f}x wall, "
+        f"{result['numba_import_cpu_ratio']:.2f}x CPU"
     )
     print(
         f"numba cache warm, {result['rounds']} rounds, load average "

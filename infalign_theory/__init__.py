@@ -7,13 +7,18 @@ transforms, KL-regularised tilted policies, KL, standard and inference-time win 
 
 Data flows one way: laws -> calibration -> transforms -> policy -> metrics -> curves ->
 optimal -> plan.
+
+``plan``, ``Plan`` and ``read_rewards`` are imported on first use (the planner brings in
+the Theorem 1 solver and scipy.special, which a plain evaluation does not need).
 """
+
+import importlib
+from typing import Any
 
 from .calibration import calibrate, calibrate_empirical, level_midpoints
 from .curves import TradeoffCurve, best_exponent, beta_for_kl, kl_limit, tradeoff_curve
 from .laws import ContinuousLaw, DiscreteLaw
 from .metrics import Evaluation, evaluate, kl, pool_win_rate, standard_win_rate, win_rate
-from .planning import Plan, plan, read_rewards
 from .policy import ContinuousPolicy, DiscretePolicy, apply, base_policy, tilt
 from .procedures import (
     CdfMap,
@@ -57,6 +62,22 @@ from .transforms import (
 )
 
 __version__ = "0.1.0"
+
+_LAZY = {"Plan": "planning", "plan": "planning", "read_rewards": "planning"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "CdfMap",

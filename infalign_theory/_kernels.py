@@ -16,21 +16,24 @@ Conventions shared by the kernels
   the coordinate x = u, panels of side 1 carry x = s = 1 - u, so that the node positions
   near *either* end are exact (see ``_mesh.py``).
 * Order statistics: g(F) = I_F(k, n - k + 1) is scipy's incomplete beta (Boost), reached
-  through ``scipy.special.cython_special`` as a named external symbol (so the kernels stay
-  cacheable), or a short binomial tail summed; g'(F) is n P(Bin(n - 1, F) = k - 1) in
+  through ``scipy.special.cython_special`` by a named cell that holds its address (so the
+  kernels stay cacheable, and scipy.special is imported only by the first call that needs
+  it), or a short binomial tail summed; g'(F) is n P(Bin(n - 1, F) = k - 1) in
   Loader's saddle-point form. Neither takes a difference of log-gamma values, which loses
   1e-9 at n = 10**6.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 from fractions import Fraction
 
 import llvmlite.binding as llvm
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import get_cython_function_address
+from numba.extending import intrinsic
 
 jit = njit(cache=True, error_model="numpy")
 
@@ -128,21 +131,74 @@ def log_pair(F, Fc):
 
 
 # Regularised incomplete beta from scipy.special (Boost's ibeta), called from the kernels
-# through its C entry point in scipy.special.cython_special. The address is registered as a
-# named symbol, so that the compiled kernels refer to the name and stay cacheable on disk.
-def _scipy_special(name: str, nargs: int) -> types.ExternalFunction:
-    from scipy.special import cython_special
-
-    fused = f"__pyx_fuse_0{name}"  # the float64 specialisation (scipy >= 1.12)
-    entry = fused if fused in cython_special.__pyx_capi__ else name
-    symbol = f"infalign_theory_scipy_{name}"
-    llvm.add_symbol(symbol, get_cython_function_address("scipy.special.cython_special", entry))
-    # The trailing int is Cython's skip-dispatch flag (pass 0).
-    return types.ExternalFunction(symbol, types.float64(*([types.float64] * nargs), types.intc))
+# through its C entry point in scipy.special.cython_special. Importing scipy.special takes
+# longer than importing numpy, and most calls (Best-of-N, Worst-of-N) never need it, so the
+# entry point is found on the first call, not at import. A compiled kernel loads the
+# function's address from a named cell (an external global, so the kernels stay cacheable
+# on disk) and calls it; the cell first holds a small resolver, which imports
+# cython_special, writes the entry point into the cell and computes that first value.
+_SPECIAL = ctypes.CFUNCTYPE(
+    ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_int
+)
 
 
-_betainc = _scipy_special("betainc", 3)  # I_x(a, b)
-_betaincc = _scipy_special("betaincc", 3)  # 1 - I_x(a, b), computed from its own end
+class _LazySpecial:
+    """The cell of one scipy.special function f(a, b, x), resolved on its first call."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.symbol = f"infalign_theory_scipy_{name}_cell"
+        self.resolver = _SPECIAL(self._first_call)  # kept alive with the cell
+        self.cell = ctypes.c_void_p(ctypes.cast(self.resolver, ctypes.c_void_p).value)
+        llvm.add_symbol(self.symbol, ctypes.addressof(self.cell))
+
+    def address(self) -> int:
+        """The C entry point of the float64 specialisation in scipy.special.cython_special."""
+        from numba.extending import get_cython_function_address
+        from scipy.special import cython_special
+
+        fused = f"__pyx_fuse_0{self.name}"  # the float64 specialisation (scipy >= 1.12)
+        entry = fused if fused in cython_special.__pyx_capi__ else self.name
+        return get_cython_function_address("scipy.special.cython_special", entry)
+
+    def resolve(self) -> None:
+        """Point the cell at scipy's function (idempotent)."""
+        self.cell.value = self.address()
+
+    def _first_call(self, a: float, b: float, x: float, skip: int) -> float:
+        try:
+            self.resolve()
+            return _SPECIAL(self.cell.value)(a, b, x, skip)
+        except Exception:  # scipy.special unusable: an unmistakable value, not a wrong one
+            return math.nan
+
+    def intrinsic(self):
+        """A kernel-callable f(a, b, x): load the cell, call what it points at."""
+        symbol = self.symbol
+
+        @intrinsic
+        def call(typingctx, a, b, x):
+            sig = types.float64(types.float64, types.float64, types.float64)
+
+            def codegen(context, builder, signature, args):
+                double = ir.DoubleType()
+                fnty = ir.FunctionType(double, [double, double, double, ir.IntType(32)])
+                cell = builder.module.globals.get(symbol)
+                if cell is None:
+                    cell = ir.GlobalVariable(builder.module, fnty.as_pointer(), symbol)
+                    cell.linkage = "external"
+                # The trailing int is Cython's skip-dispatch flag (pass 0).
+                return builder.call(builder.load(cell), [*args, ir.Constant(ir.IntType(32), 0)])
+
+            return sig, codegen
+
+        return call
+
+
+_BETAINC = _LazySpecial("betainc")
+_BETAINCC = _LazySpecial("betaincc")
+_betainc = _BETAINC.intrinsic()  # I_x(a, b)
+_betaincc = _BETAINCC.intrinsic()  # 1 - I_x(a, b), computed from its own end
 
 
 #: Above this, 1 - I is taken from ``betaincc`` instead of as a difference (which would
@@ -162,17 +218,17 @@ def betainc_pair(a, b, F, Fc):
     if F <= Fc:
         if F <= 0.0:
             return 0.0, 1.0
-        v = _betainc(a, b, F, 0)
+        v = _betainc(a, b, F)
         if v <= _DIFFERENCE_MAX:
             return v, 1.0 - v
-        vc = _betaincc(a, b, F, 0)
+        vc = _betaincc(a, b, F)
         return 1.0 - vc, vc
     if Fc <= 0.0:
         return 1.0, 0.0
-    vc = _betainc(b, a, Fc, 0)
+    vc = _betainc(b, a, Fc)
     if vc <= _DIFFERENCE_MAX:
         return 1.0 - vc, vc
-    v = _betaincc(b, a, Fc, 0)
+    v = _betaincc(b, a, Fc)
     return v, 1.0 - v
 
 
@@ -977,8 +1033,8 @@ def _complement(k, n, F, Fc):
     # 1 - I_F(k, n - k + 1) = I_{1-F}(n - k + 1, k): one call, on the accurate entry; as
     # for Best-of-n, the absolute error (eps) is all the integral needs.
     if F <= Fc:
-        return 1.0 - _betainc(float(k), float(n - k + 1), F, 0)
-    return _betainc(float(n - k + 1), float(k), Fc, 0)
+        return 1.0 - _betainc(float(k), float(n - k + 1), F)
+    return _betainc(float(n - k + 1), float(k), Fc)
 
 
 @jit

@@ -17,7 +17,7 @@ The families:
   :meth:`Exponential.paper_beta`);
 * :class:`Quantile`, :math:`\Phi(u) = D^{-1}(u)` -- the *raw* reward of a law D expressed in
   calibrated space, so that standard RLHF on an uncalibrated reward sits on the same axes;
-* :class:`Custom` -- any vectorised callable.
+* :class:`Custom` -- any callable, on arrays or (vectorised for you) on numbers.
 
 Accuracy near the ends
 ----------------------
@@ -557,18 +557,23 @@ def trinomial_terms(k: int, below: np.ndarray, tie: np.ndarray, above: np.ndarra
 
 @dataclass(frozen=True)
 class Custom(Transform):
-    """A user's transform: any vectorised callable u -> Phi(u) on numpy arrays.
+    """A user's transform: a callable u -> Phi(u), on numpy arrays or on numbers.
 
-    The callable receives a float array and must return real numbers of the same shape
-    (or a scalar, for a constant). Values may be -inf (zero weight) but never NaN or +inf.
+    An array function (``lambda u: np.sqrt(u)``) receives a float array and must return
+    real numbers of the same shape (or a scalar, for a constant). A scalar function
+    (``lambda u: math.sqrt(u)``, or one that branches with ``if``) is vectorised for you:
+    when the call on the array raises a ``TypeError`` or ``ValueError``, the callable is
+    called once per point with a Python float, and must return one real number each time
+    (an array function is faster). Values may be -inf (zero weight) but never NaN or +inf.
     Near u = 1 the callable receives u = 1 - s rounded to double precision (an absolute
     error up to 2**-54), so a tilt whose mass sits within about 1e-7 beta-scaled units of
     u = 1 is refused rather than computed from rounding: prefer a built-in transform, or
     :class:`Mirror` of a transform written in s = 1 - u, where that matters.
-    Exceptions the callable raises are passed on unchanged.
+    An exception the callable raises on numbers as well as on the array is passed on
+    unchanged (the one it raised on the array).
     """
 
-    fn: Callable[[np.ndarray], Any]
+    fn: Callable[[Any], Any]
     label: str = "custom"
     input_rounding: ClassVar[tuple[float, float]] = (0.0, 2.0**-54)
 
@@ -580,11 +585,31 @@ class Custom(Transform):
     def name(self) -> str:  # noqa: D102
         return self.label
 
+    def _apply(self, u: np.ndarray) -> tuple[Any, bool]:
+        """The callable on the array, or on each point if it takes numbers; (values, per point)."""
+        try:
+            return self.fn(u), False
+        except (TypeError, ValueError) as on_array:
+            points = u.ravel().tolist()
+            try:
+                first = self.fn(points[0]) if points else None
+            except Exception:
+                raise on_array from None  # not a scalar function either: its own error
+            values = [first, *(self.fn(x) for x in points[1:])] if points else []
+            return values, True
+
     def _call(self, u: np.ndarray) -> np.ndarray:
         # u = 1 arrives where 1 - s rounds to 1: log1p(-u) = -inf there is a value, not a
         # fault; the values are checked (NaN, +inf) where they are used
         with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
-            raw = np.asarray(self.fn(u))
+            values, per_point = self._apply(u)
+            try:
+                raw = np.asarray(values)
+            except ValueError:  # ragged: sequences of different lengths
+                raise ValueError(
+                    f"fn (transform {self.label}) must return one number per point, it "
+                    "returned sequences of different lengths"
+                ) from None
         if raw.dtype.kind == "c":
             raise ValueError(
                 f"fn (transform {self.label}) must return real numbers, it returned complex "
@@ -592,10 +617,18 @@ class Custom(Transform):
             )
         if raw.dtype.kind not in "biuf":
             raise ValueError(
-                f"fn (transform {self.label}) must return real numbers, it returned an array "
-                f"of dtype {raw.dtype}"
+                f"fn (transform {self.label}) must return real numbers, it returned "
+                + ("values" if per_point else "an array")
+                + f" of dtype {raw.dtype}"
             )
         out = raw.astype(np.float64)
+        if per_point:
+            if out.shape != (u.size,):
+                raise ValueError(
+                    f"fn (transform {self.label}) called on one number must return one "
+                    f"number, it returned shape {out.shape[1:]}"
+                )
+            return out.reshape(u.shape)
         if out.shape != u.shape:
             if out.ndim != 0:
                 raise ValueError(

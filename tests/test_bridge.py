@@ -336,6 +336,10 @@ def test_cli_bridge_on_a_local_model(lm, tmp_path, capsys):
             ["--model", "x", "--prompts", "x.txt", "--beta", "1", "--n", "8", "--pool", "4"],
             "argument --pool: --pool and --base-pool must be >= --n (8)",
         ),
+        (  # refused before any model is loaded, not after training
+            "--model x --prompts x.txt --beta 1 --eval-prompts 1 --pool 4 --base-pool 4".split(),
+            "argument --pool: with --eval-prompts 1, --pool and --base-pool must be >= --n + 1",
+        ),
         (
             ["--model", "x", "--prompts", "x.txt", "--beta", "1", "--transform", "log"],
             "argument --estimator: transform 'log' is infinite",

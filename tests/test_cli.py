@@ -280,6 +280,7 @@ def test_calibration_samples(capsys):
         (["solve", "--transform", "exp", "--kl", "1"], "--transform"),
         (["solve", "--calibration-samples", "4", "--kl", "1"], "--calibration-samples"),
         (["bridge", "--procedure", "sampling", "--n", "4", "--beta", "1"], "--n"),
+        (["verify", "--instance", "0", "--examples", "5"], "--examples"),
     ],
 )
 def test_options_that_do_not_apply_are_refused(capsys, args, flag):

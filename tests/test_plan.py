@@ -140,6 +140,15 @@ def test_plan_json_from_the_command_line(capsys, bon8):
     assert data["optimum"]["win_rate"] == bon8.optimum.win_rate
     assert data["trl"]["config"]["beta"] == bon8.beta
     assert data["trl"]["reward"]["transform"] == f"Exponential({bon8.t!r})"
+    # the printed numbers themselves, recomputed by the oracle at the printed t and beta
+    laws = oracle_laws(REWARDS)
+    for row, transform in ((data, phi(data["t"])), (data["identity"], phi(0))):
+        kl, w_t, w_std = tilt_numbers(laws, transform, row["beta"], best_of(8))
+        assert abs(row["kl"] - kl) < 1e-12 and abs(kl - 1.0) < 1e-12
+        assert abs(row["win_rate"] - w_t) < 1e-12
+        assert abs(row["standard_win_rate"] - w_std) < 1e-12
+    paper_beta = mp.mpf(data["beta"]) * abs(mp.expm1(mp.mpf(data["t"])))  # beta' = beta |e^t - 1|
+    assert abs(data["paper_beta"] / float(paper_beta) - 1.0) < 1e-14
 
 
 def test_plan_table_and_jsonl_input(tmp_path, capsys):

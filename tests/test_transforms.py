@@ -93,3 +93,71 @@ def test_quantile_transform_is_the_raw_reward():
 def test_bad_transforms_are_refused_by_name(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+# --------------------------------------------------------------------------------------
+# Custom: array functions as they are, scalar functions vectorised for the user.
+# --------------------------------------------------------------------------------------
+def _sqrt_tilt_reference(beta: float) -> tuple[float, float]:
+    """KL and standard win rate of pi ∝ exp(sqrt(u)/beta) on Uniform(0, 1), by mpmath quadrature."""
+    mp.mp.dps = 30
+    w = lambda u: mp.exp(mp.sqrt(u) / beta)  # noqa: E731
+    z = mp.quad(w, [0, 1])
+    mean_phi = mp.quad(lambda u: mp.sqrt(u) * w(u), [0, 1]) / z
+    mean_u = mp.quad(lambda u: u * w(u), [0, 1]) / z
+    return float(mean_phi / beta - mp.log(z)), float(mean_u)
+
+
+def test_custom_vectorises_a_scalar_function():
+    scalar = ia.Custom(lambda u: math.sqrt(u), "sqrt")
+    array = ia.Custom(np.sqrt, "sqrt")
+    u = np.array([1e-300, 0.25, 0.5, 1.0 - 2.0**-53])
+    assert np.array_equal(scalar(u), np.sqrt(u))  # both correctly rounded
+    assert ia.Custom(math.sqrt)(0.25).tolist() == 0.5  # a builtin, on a 0-d input
+    kl_ref, w_ref = _sqrt_tilt_reference(0.5)
+    for transform in (scalar, array):
+        pol = ia.tilt(transform, 0.5)
+        assert ia.kl(pol) == pytest.approx(kl_ref, rel=1e-12, abs=0)
+        assert ia.standard_win_rate(pol) == pytest.approx(w_ref, rel=1e-12, abs=0)
+    law = ia.DiscreteLaw([0.0, 1.0, 1.0, 3.0], [0.1, 0.2, 0.3, 0.4])
+    a = ia.evaluate(ia.tilt(scalar, 0.3, law), ia.best_of(4))
+    b = ia.evaluate(ia.tilt(array, 0.3, law), ia.best_of(4))
+    assert a == b
+
+
+def test_custom_vectorises_a_function_that_branches():
+    # `if u < 0.5` on an array raises numpy's ValueError (truth value ambiguous): per point
+    branching = ia.Custom(lambda u: u if u < 0.5 else 0.5 + 0.1 * (u - 0.5))
+    vectorised = ia.Custom(lambda u: np.where(u < 0.5, u, 0.5 + 0.1 * (u - 0.5)))
+    u = np.linspace(0.01, 0.99, 7)
+    assert np.array_equal(branching(u), vectorised(u))
+    assert ia.kl(ia.tilt(branching, 0.2)) == ia.kl(ia.tilt(vectorised, 0.2))
+
+
+def picky(u):
+    if isinstance(u, np.ndarray):
+        raise TypeError("array refused")
+    raise TypeError("number refused")
+
+
+def boom(u):
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(
+    ("fn", "error", "match"),
+    [
+        (boom, RuntimeError, "^boom$"),  # not a TypeError/ValueError: passed on at once
+        (picky, TypeError, "^array refused$"),  # refused both ways: the array's own error
+        (lambda u: math.nan if u > 0.3 else math.sqrt(u), ValueError, "returned nan"),
+        (lambda u: np.where(u > 0.3, np.nan, u), ValueError, "returned nan"),
+        (lambda u: (math.sqrt(u), 1.0), ValueError, "one number must return one number"),
+        (lambda u: [u] * (1 + int(u * 1e6) % 2), ValueError, "one number per point, .* lengths"),
+        (lambda u: None if u < 2.0 else 0.0, ValueError, "must return real numbers"),
+        (lambda u: u[:3], ValueError, "one value per point"),
+        (lambda u: math.sqrt(u) * 1j, ValueError, "must return real numbers"),
+    ],
+)
+def test_custom_errors_say_what_the_function_did(fn, error, match):
+    with pytest.raises(error, match=match):
+        ia.kl(ia.tilt(ia.Custom(fn), 0.5))

@@ -11,7 +11,6 @@ import numpy as np
 
 from ..calibration import ESTIMATORS
 from ..curves import beta_for_kl
-from ..optimal import solve_optimal
 from ..transforms import Exponential, Identity, Log, Transform
 from ._common import (
     _FLAGS,
@@ -177,6 +176,8 @@ def _run_bridge(args: argparse.Namespace) -> int:
     try:
         transform: Transform
         if args.transform == "optimal":
+            from ..optimal import solve_optimal
+
             sol = solve_optimal(procedure, beta=args.beta, kl=args.kl, law=law)
             beta, transform = sol.beta, sol.transform
         else:
@@ -204,6 +205,11 @@ def _run_bridge(args: argparse.Namespace) -> int:
     if not toy:
         if procedure.n > min(args.pool, args.base_pool):
             sub.error(f"argument --pool: --pool and --base-pool must be >= --n ({procedure.n})")
+        if args.eval_prompts == 1 and min(args.pool, args.base_pool) < procedure.n + 1:
+            sub.error(  # the standard error over one prompt is a jackknife over its pools
+                f"argument --pool: with --eval-prompts 1, --pool and --base-pool must be "
+                f">= --n + 1 ({procedure.n + 1}) for the standard errors"
+            )
         if args.estimator == "midrank":
             try:
                 transformed(transform, np.array([0.0, 1.0]))

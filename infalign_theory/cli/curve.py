@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from ..curves import tradeoff_curve
-from ..optimal import pareto_frontier
 from ._common import (
     _add_law_options,
     _add_procedure_options,
@@ -73,6 +72,8 @@ def _run_curve(args: argparse.Namespace) -> int:
         if transform is None:
             if kls is None:
                 sub.error("argument --betas: the optimal frontier takes --kls or --kl-max")
+            from ..optimal import pareto_frontier  # lazy: the solver imports scipy.special
+
             curve = pareto_frontier(procedure, kls, law=law, against=args.against)
         elif kls is None:
             curve = tradeoff_curve(

@@ -9,7 +9,6 @@ from typing import Any
 
 from ..curves import beta_for_kl
 from ..metrics import evaluate
-from ..optimal import solve_optimal
 from ..policy import tilt
 from ._common import (
     _FLAGS,
@@ -47,6 +46,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     out: dict[str, Any]
     try:
         if transform is None:
+            from ..optimal import solve_optimal  # lazy: the solver imports scipy.special
+
             sol = solve_optimal(
                 procedure, beta=args.beta, kl=args.kl, law=law, against=args.against
             )

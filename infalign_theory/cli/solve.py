@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from ..optimal import solve_optimal
 from ._common import (
     _FLAGS,
     _add_law_options,
@@ -38,6 +37,8 @@ def _add_solve_parser(sub: Any) -> None:
 
 
 def _run_solve(args: argparse.Namespace) -> int:
+    from ..optimal import solve_optimal  # lazy: the solver imports scipy.special
+
     sub, procedure, law, transform, context = _policy_setup(args)
     try:
         sol = solve_optimal(procedure, beta=args.beta, kl=args.kl, law=law, against=args.against)

@@ -26,8 +26,8 @@ def _add_verify_parser(sub: Any) -> None:
     ve.add_argument(
         "--examples",
         type=_count(1, 1_000_000),
-        default=20,
-        help="instances per check (default 20)",
+        default=None,
+        help="instances per check (default 20: the whole battery in seconds)",
     )
     ve.add_argument(
         "--seed",
@@ -49,7 +49,7 @@ def _add_verify_parser(sub: Any) -> None:
         default=None,
         metavar="I",
         help="run only instance I (counted from 0) of each selected check, the same instance "
-        "the battery draws with this seed; --examples is then ignored",
+        "the battery draws with this seed (not with --examples)",
     )
     ve.add_argument("--json", action="store_true", help="print JSON")
     ve.set_defaults(command_parser=ve, run=_run_verify)
@@ -79,6 +79,9 @@ class _Progress:
 def _run_verify(args: argparse.Namespace) -> int:
     from ..verify import CHECKS, run_checks  # the battery imports scipy's optimisers
 
+    if args.instance is not None and args.examples is not None:
+        args.command_parser.error("argument --examples: not used with --instance (one instance)")
+    args.examples = 20 if args.examples is None else args.examples
     names = args.check or list(CHECKS)
     try:
         summaries = run_checks(
