@@ -1327,7 +1327,16 @@ def solve_optimal(
     ------
     ValueError
         For an argument out of range (the message names it and the range).
+
+    Notes
+    -----
+    A procedure that is not an order statistic (soft Best-of-n, threshold sampling, a
+    user's CDF map) is solved by :mod:`._optimal_general` from its own first variation.
     """
+    if not isinstance(procedure, OrderStatistic):
+        from . import _optimal_general
+
+        return _optimal_general.solve(procedure, beta=beta, kl_budget=kl, law=law, against=against)
     _check_procedure(procedure)
     choice(against, "against", AGAINST)
     if (beta is None) == (kl is None):
@@ -1375,8 +1384,13 @@ def pareto_frontier(
     a budget of 0 is the base policy. Each row is a real policy: its beta, KL and win rates.
     Past saturation (W_T within 1e-10 of 1) a larger budget cannot raise W_T measurably, so
     the row of such a budget is the saturated solution itself, whose KL is *below* the
-    budget and whose W_T is within 1e-10 of the frontier's value there.
+    budget and whose W_T is within 1e-10 of the frontier's value there. A procedure that is
+    not an order statistic is solved budget by budget (:mod:`._optimal_general`).
     """
+    if not isinstance(procedure, OrderStatistic):
+        from . import _optimal_general
+
+        return _optimal_general.frontier(procedure, kl_grid, law=law, against=against)
     _check_procedure(procedure)
     choice(against, "against", AGAINST)
     grid = np.atleast_1d(np.asarray(kl_grid, dtype=np.float64))

@@ -129,6 +129,34 @@ class Procedure(abc.ABC):
         """The procedure's parameters as a JSON-ready dictionary."""
         return {"n": self.n}
 
+    # -- Theorem 1: the first variation of W_T (see :mod:`._variation`) ------------------
+    def level_variation(
+        self, probs: np.ndarray, midpoints: tuple[np.ndarray, np.ndarray], weights: np.ndarray
+    ) -> np.ndarray:
+        r"""The derivative :math:`\sum_j c_j\,\partial a_j/\partial p_i` of the decoded masses.
+
+        With ``weights`` :math:`c_j = (B_j + B_{j-1})/2` (B the reference side's decoded
+        CDF), this is the first variation of W_T on the levels: Theorem 1's transformed
+        reward, up to a constant. Exact (the decoded masses differentiated, not differenced).
+        A user's procedure implements it to be solved for (:func:`~.optimal.solve_optimal`).
+        """
+        raise ValueError(f"procedure {self.name} does not give its first variation on levels")
+
+    def density_variation(self, grid: Any, f: np.ndarray, G: np.ndarray,
+                          ref_cdf: np.ndarray, ref_pdf: np.ndarray) -> np.ndarray:  # fmt: skip
+        r"""The first variation :math:`R(v)` of W_T at a continuous policy, at a grid's nodes.
+
+        ``grid`` is a :class:`._variation.Grid` (nodes u, weights, cumulative operator); f
+        and G the policy's density and CDF at its nodes, ``ref_cdf``/``ref_pdf`` those of
+        the reference side's decoded base. Up to an additive constant.
+        """
+        raise ValueError(f"procedure {self.name} does not give its first variation")
+
+    @property
+    def variation_width(self) -> float:
+        """The widest quadrature panel :meth:`density_variation` is accurate on."""
+        return 1.0 / 16.0
+
 
 # --------------------------------------------------------------------------------------
 # Order statistics.
@@ -218,6 +246,20 @@ class OrderStatistic(Procedure):
 
         return ell
 
+    def level_variation(self, probs: np.ndarray, midpoints: Any, weights: np.ndarray) -> np.ndarray:
+        """sum_{j >= i} g'(P_j) (c_j - c_{j+1})."""
+        from ._variation import cdf_map_levels
+
+        P = np.cumsum(probs)
+        return cdf_map_levels(self.g_prime(np.clip(P, 0.0, 1.0)), weights)
+
+    def density_variation(self, grid: Any, f: np.ndarray, G: np.ndarray,
+                          ref_cdf: np.ndarray, ref_pdf: np.ndarray) -> np.ndarray:  # fmt: skip
+        """int_0^v g'(G(u)) h_ref(u) du."""
+        from ._variation import cdf_map_nodes
+
+        return cdf_map_nodes(grid, self.g_prime(np.clip(G, 0.0, 1.0)), ref_pdf)
+
 
 def sampling() -> OrderStatistic:
     """Plain sampling: g(F) = F."""
@@ -285,6 +327,25 @@ class SoftBestOf(Procedure):
         from ._soft import soft_factor
 
         return soft_factor(policy, self.n, self.temperature)
+
+    def level_variation(self, probs: np.ndarray, midpoints: Any, weights: np.ndarray) -> np.ndarray:
+        """n c_i K_i + n(n-1) sum_j c_j p_j int gam(z) Q_j^(n-2) Gam((C_j - C_i)/lam + z) dz."""
+        from ._variation import soft_levels
+
+        p = np.asarray(probs, dtype=np.float64)
+        mid = np.asarray(midpoints[0], dtype=np.float64)
+        return soft_levels(p, mid, self.n, self.temperature, np.asarray(weights, dtype=float))
+
+    def density_variation(self, grid: Any, f: np.ndarray, G: np.ndarray,
+                          ref_cdf: np.ndarray, ref_pdf: np.ndarray) -> np.ndarray:  # fmt: skip
+        """n K(v) H_ref(v) + n(n-1) int Q^(n-2) M Gam((y - v)/lam) dy."""
+        from ._variation import soft_nodes
+
+        return soft_nodes(grid, f, self.n, self.temperature, ref_cdf)
+
+    @property
+    def variation_width(self) -> float:  # noqa: D102
+        return min(1.0 / 16.0, 4.0 * self.temperature)
 
 
 def soft_best_of(n: int, temperature: float) -> SoftBestOf:
@@ -378,6 +439,22 @@ class ThresholdSampling(Procedure):
             return np.where(u < tau, below, log_pass)
 
         return ell
+
+    def level_variation(self, probs: np.ndarray, midpoints: Any, weights: np.ndarray) -> np.ndarray:
+        """Exact derivative of P_j^n - P_{j-1}^n (failing levels) and p_j S_n(P_fail)."""
+        from ._variation import threshold_levels
+
+        p = np.asarray(probs, dtype=np.float64)
+        failing = int(np.sum(np.asarray(midpoints[0]) < self.tau))
+        return threshold_levels(p, failing, self.n, np.asarray(weights, dtype=np.float64))
+
+    def density_variation(self, grid: Any, f: np.ndarray, G: np.ndarray,
+                          ref_cdf: np.ndarray, ref_pdf: np.ndarray) -> np.ndarray:  # fmt: skip
+        """int_0^v dH/dG h_ref du + [v > tau] int_tau^1 dH/dG_tau h_ref du."""
+        from ._variation import threshold_nodes
+
+        x = float(np.dot(grid.w, f * (grid.u < self.tau)))
+        return threshold_nodes(grid, G, x, self.tau, self.n, ref_pdf)
 
 
 def threshold_sampling(n: int, tau: float) -> ThresholdSampling:
@@ -477,6 +554,20 @@ class CdfMap(Procedure):
                 return np.log(self.derivative(G))
 
         return ell
+
+    def level_variation(self, probs: np.ndarray, midpoints: Any, weights: np.ndarray) -> np.ndarray:
+        """sum_{j >= i} g'(P_j) (c_j - c_{j+1})."""
+        from ._variation import cdf_map_levels
+
+        P = np.clip(np.cumsum(probs), 0.0, 1.0)
+        return cdf_map_levels(self.derivative(P), weights)
+
+    def density_variation(self, grid: Any, f: np.ndarray, G: np.ndarray,
+                          ref_cdf: np.ndarray, ref_pdf: np.ndarray) -> np.ndarray:  # fmt: skip
+        """int_0^v g'(G(u)) h_ref(u) du."""
+        from ._variation import cdf_map_nodes
+
+        return cdf_map_nodes(grid, self.derivative(np.clip(G, 0.0, 1.0)), ref_pdf)
 
 
 def cdf_map(

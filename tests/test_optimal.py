@@ -209,7 +209,7 @@ def test_a_saturating_budget_does_not_leak_into_smaller_ones():
         (lambda: solve_optimal(ia.best_of(4)), "exactly one of beta and kl"),
         (lambda: solve_optimal(ia.best_of(4), beta=1.0, kl=1.0), "exactly one of beta and kl"),
         (lambda: solve_optimal(ia.best_of(4), kl=-1.0), "kl must be a finite number > 0"),
-        (lambda: solve_optimal(4, kl=1.0), "procedure must be an OrderStatistic"),
+        (lambda: solve_optimal(4, kl=1.0), "procedure must be a Procedure"),
         (
             lambda: solve_optimal(ia.best_of(4), kl=2.0, law=ia.DiscreteLaw([0, 1], [0.5, 0.5])),
             r"kl must be in \(0, 0.69",
