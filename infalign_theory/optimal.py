@@ -90,6 +90,9 @@ TOL = 1e-11
 #: The reported KL meets a budget to this relative accuracy (and the policy rebuilt from the
 #: transform reproduces the solver's KL and W_T to it), unless the solution is saturated.
 KL_RTOL = 1e-9
+#: KLs below this are the base's to every digit of W_T: the rebuilt policy's check ignores
+#: their ratio.
+KL_FLOOR = 1e-30
 #: Once W_T is this close to 1 a larger KL budget can raise it by less than this: the
 #: continuation stops there and reports the solution as ``saturated``.
 SATURATION = 1e-10
@@ -1164,8 +1167,12 @@ def _result(
     # Best first: by W_T at a KL budget, by the objective at the beta asked for (a saturated
     # solution sits at a larger beta, and is judged at the one asked for).
     asked = min(p["beta"] for p in points)
+    # Equal values to rounding (W_T saturated at 1, beta 1e-300): the smaller KL is the optimum.
     points.sort(
-        key=lambda d: -(d["win_rate"] if budget is not None else d["win_rate"] - asked * d["kl"])
+        key=lambda d: (
+            -(d["win_rate"] if budget is not None else d["win_rate"] - asked * d["kl"]),
+            d["kl"],
+        )
     )
     distinct: list[dict] = []
     for d in points:
@@ -1185,8 +1192,10 @@ def _result(
         value = kl(pol)
         w = win_rate(pol, procedure, against=against)
         goal = budget if budget is not None else d["kl"]
+        # KL_FLOOR: a policy within KL 1e-30 of the base is the base to every digit of W_T
+        # (its W_T moves by about sqrt(KL)), so two such KLs agree whatever their ratio.
         if best.saturated or (
-            abs(value - goal) <= KL_RTOL * goal and abs(w - d["win_rate"]) <= KL_RTOL
+            abs(value - goal) <= KL_RTOL * goal + KL_FLOOR and abs(w - d["win_rate"]) <= KL_RTOL
         ):
             break
     else:
