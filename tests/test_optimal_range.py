@@ -347,6 +347,35 @@ def test_discrete_large_n_matches_a_direct_maximiser(proc, beta):
     np.testing.assert_allclose(sol.policy.probs, p, atol=1e-4)
 
 
+#: The base rewards of the prompt "Reply politely to an angry customer email." in
+#: examples/data/rewards.csv (30 samples, 11 levels: two thirds of the mass tied at 0.0).
+REPLY_POLITELY = [-1.19, -0.16, -0.12, -0.06, -0.04] + [0.0] * 20 + [0.45, 0.57, 0.9, 0.97, 1.09]
+
+
+def test_worst_of_4_at_a_given_beta_returns_the_global_maximum_of_two_branches():
+    # W_T - beta KL has two local maxima here at beta = 0.05: the path from the base (and the
+    # exponential starts tilted at beta) stop on a low-KL branch (KL 0.19, W_T 0.7596,
+    # objective 0.7499); emptying the levels up to the big tie at 0.0 gives KL 1.79,
+    # W_T 0.9996, objective 0.9100. The solver must return the second, the global maximum.
+    law = ia.DiscreteLaw.from_samples(REPLY_POLITELY)
+    beta = 0.05
+    sol = solve_optimal(ia.worst_of(4), beta=beta, law=law)
+    p, value = direct_maximum(law, 1, 4, beta, "procedure")
+    assert value == pytest.approx(0.9100272590, abs=1e-9)  # the direct maximiser's own value
+    assert sol.objective >= value - 1e-10
+    assert sol.objective == pytest.approx(value, abs=1e-9)
+    assert sol.kl == pytest.approx(1.79178, abs=1e-4)
+    np.testing.assert_allclose(sol.policy.probs, p, atol=1e-5)
+    w = brute_win_rate(sol.policy.probs, law.probs, 1, 4, "procedure")
+    assert sol.win_rate == pytest.approx(w, abs=1e-12)
+    # The other branch exists (it is what a start near the base finds) and is far below.
+    low = [d for d in sol.stationary_points if d["kl"] < 0.5]
+    assert low and max(d["objective"] for d in low) < 0.76 < sol.objective - 0.15
+    # At the KL it spends, the budget form of the problem agrees.
+    by_kl = solve_optimal(ia.worst_of(4), kl=sol.kl, law=law)
+    assert by_kl.win_rate == pytest.approx(sol.win_rate, abs=1e-10)
+
+
 # --------------------------------------------------------------------------------------
 # The sweep: N = 256 to 1024, a grid of KL and beta, continuous and discrete.
 # --------------------------------------------------------------------------------------
