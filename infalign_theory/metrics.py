@@ -40,6 +40,7 @@ from . import _kernels as K
 from . import _mesh
 from ._validate import choice, finite_array
 from .calibration import level_midpoints
+from .laws import PROB_SUM_TOL, DiscreteLaw
 from .policy import ContinuousPolicy, DiscretePolicy, Policy, apply, base_policy
 from .procedures import OrderStatistic, Procedure, sampling
 
@@ -100,9 +101,14 @@ def win_rate(policy: Policy, procedure: Procedure, *, against: str = "procedure"
         if key is not None and kref is not None:
             w = K.discrete_win_rate(policy.probs, policy.law.probs, *key, *kref)
         else:
-            a = apply(procedure, policy).probs
-            b = apply(reference, base_policy(policy.law)).probs
-            w = K.discrete_win_from_masses(a, b)
+            mids = level_midpoints(policy.law)
+            a = np.maximum(np.asarray(procedure.level_masses(policy.probs, mids), np.float64), 0.0)
+            total = float(a.sum())
+            if a.shape != policy.probs.shape or not abs(total - 1.0) <= PROB_SUM_TOL:
+                a = apply(procedure, policy).probs  # says what is wrong with the masses
+            else:
+                a = a / total  # as apply's policy normalises them
+            w = K.discrete_win_from_masses(a, _base_masses(reference, policy.law))
         return _unit(float(w))
     cache_key = (*key, *kref) if key is not None and kref is not None else (procedure, reference)
     if cache_key not in policy._win_cache:
@@ -113,6 +119,21 @@ def win_rate(policy: Policy, procedure: Procedure, *, against: str = "procedure"
             w = _continuous_win(apply(procedure, policy), _decoded_base(reference))
         policy._win_cache[cache_key] = w
     return float(policy._win_cache[cache_key])
+
+
+@lru_cache(maxsize=64)
+def _cached_base_masses(procedure: Procedure, law: DiscreteLaw) -> np.ndarray:
+    out = np.ascontiguousarray(apply(procedure, base_policy(law)).probs, dtype=np.float64)
+    out.setflags(write=False)
+    return out
+
+
+def _base_masses(procedure: Procedure, law: DiscreteLaw) -> np.ndarray:
+    """The masses of T(pi_ref) on the levels of ``law``: every win rate needs them."""
+    try:
+        return _cached_base_masses(procedure, law)
+    except TypeError:  # a user's unhashable procedure: no cache
+        return _cached_base_masses.__wrapped__(procedure, law)
 
 
 @lru_cache(maxsize=64)
