@@ -1400,6 +1400,12 @@ def soft_best_levels(p, c, n, lam, xi, wi, out):
             out[jj] = n * p[jj] * acc
 
 
+#: Clenshaw's Legendre coefficients (2j + 1)/(j + 1) and (j + 1)/(j + 2), the same doubles
+#: as computed in the loop, without its divisions.
+_CLENSHAW_A = (2.0 * np.arange(NODES + 1) + 1.0) / (np.arange(NODES + 1) + 1.0)
+_CLENSHAW_B = (np.arange(NODES + 1) + 1.0) / (np.arange(NODES + 1) + 2.0)
+
+
 @jit
 def _legendre_value(coef, z):
     """sum_j coef[j] P_j(z) by Clenshaw's recurrence."""
@@ -1407,7 +1413,7 @@ def _legendre_value(coef, z):
     b1 = 0.0
     b2 = 0.0
     for j in range(m - 1, 0, -1):
-        b0 = coef[j] + (2.0 * j + 1.0) / (j + 1.0) * z * b1 - (j + 1.0) / (j + 2.0) * b2
+        b0 = coef[j] + _CLENSHAW_A[j] * z * b1 - _CLENSHAW_B[j] * b2
         b2 = b1
         b1 = b0
     return coef[0] + z * b1 - 0.5 * b2
@@ -1506,6 +1512,62 @@ def soft_best_factor(u, lam, n, ya, yb, qcoef, xi, wi, out):
             q = min(max(q, 0.0), 1.0)
             acc += wz[i] * q ** (n - 1)
         out[t] = acc
+
+
+@jit
+def soft_best_log_factor(u, lam, n, ya, yb, qcoef, xi, wi, out):
+    """log K(u), K(u) = int gam(z) Q(u + lam z)^(n-1) dz, by Gauss-Legendre in z, in log space.
+
+    The same sum as :func:`soft_best_factor`, accumulated as a running log-sum-exp of
+    log w_i + (n - 1) log Q, so that K stays finite in log for any n (Q^(n-1) underflows
+    near u = 0 once n is in the thousands).
+    """
+    P = ya.size
+    nodes = xi.size
+    z = np.empty(GUMBEL_PANELS * nodes)
+    lwz = np.empty(GUMBEL_PANELS * nodes)
+    for k in range(GUMBEL_PANELS):
+        for i in range(nodes):
+            zz = GUMBEL_LO + 2.0 * k + 1.0 + xi[i]
+            z[k * nodes + i] = zz
+            lwz[k * nodes + i] = math.log(wi[i]) - zz - math.exp(-zz)
+    m = n - 1.0
+    for t in range(u.size):
+        top = -np.inf
+        acc = 0.0
+        p = 0
+        for i in range(z.size):  # y increases with i: the panel is found by walking on
+            y = u[t] + lam * z[i]
+            if y < ya[0]:
+                continue
+            if y >= yb[P - 1]:
+                term = lwz[i]
+            else:
+                while p + 1 < P and ya[p + 1] <= y:
+                    p += 1
+                q = _legendre_value(qcoef[p], (2.0 * y - ya[p] - yb[p]) / (yb[p] - ya[p]))
+                if q <= 0.0:
+                    continue
+                term = lwz[i] + m * math.log(min(q, 1.0))
+            if term > top:
+                acc = acc * math.exp(top - term) + 1.0
+                top = term
+            else:
+                acc += math.exp(term - top)
+        out[t] = top + math.log(acc) if acc > 0.0 else -np.inf
+
+
+@jit
+def panel_interpolate(x, xa, xb, coef, out):
+    """The piecewise Legendre interpolant at x: panels [xa[p], xb[p]] increasing, contiguous.
+
+    Points outside [xa[0], xb[-1]] take the nearest panel's value at its end.
+    """
+    P = xa.size
+    for t in range(x.size):
+        p = _find_panel(xa, x[t])
+        z = (2.0 * x[t] - xa[p] - xb[p]) / (xb[p] - xa[p])
+        out[t] = _legendre_value(coef[p], min(max(z, -1.0), 1.0))
 
 
 @jit
