@@ -58,12 +58,18 @@ def _pieces(lo: float, hi: float, width: float) -> np.ndarray:
     return np.linspace(lo, hi, count + 1)
 
 
+#: Starting panels of y above 1, in units of lam: Q -> 1 there like E[e^-(y - U)/lam], and
+#: refinement splits any that do not resolve it.
+_ABOVE = np.array([2.0, 4.0, 7.0, 11.0, 17.0, 25.0, K.GAM_ONE])
+#: Starting panels of u next to either end, in units of lam from that end.
+_NEAR_END = np.array([0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 48.0])
+
+
 def q_panels(policy: Any, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Panels [ya, yb] of y and the Legendre coefficients of Q on each, resolved to QTOL."""
     ua, ub, coef, cdf_a = _density_panels(policy)
     edges = np.unique(np.concatenate([
-        _pieces(K.GAM_ZERO * lam, 0.0, 2.0 * lam), ua, [1.0],
-        _pieces(1.0, 1.0 + K.GAM_ONE * lam, 2.0 * lam),
+        _pieces(K.GAM_ZERO * lam, 0.0, 2.0 * lam), ua, [1.0], 1.0 + lam * _ABOVE,
     ]))  # fmt: skip
     ya, yb = edges[:-1], edges[1:]
     keep = yb > ya
@@ -113,16 +119,15 @@ def factor_table(
 
     log K is entire in u (a Gumbel smoothing of :math:`Q^{n-1}` at scale lam), so a few
     panels resolve it where the policy is smooth; next to the ends it moves on the scale
-    lam. Panels start at the policy's own and at steps of 4 lam within 48 lam of either
-    end, and are split until the four highest Legendre coefficients are below ``LOGK_TOL``
+    lam. Panels start at the policy's own and at 2, 4, 8, ..., 48 lam from either end,
+    and are split until the four highest Legendre coefficients are below ``LOGK_TOL``
     (plus the rounding of log K itself), or the decoded mass the panel can hold,
     :math:`n \max f\, e^{\max \log K}` times its width, is below ``NEGLIGIBLE_MASS``.
     """
     ya, yb, qcoef = q_panels(policy, lam) if q is None else q
     pa, pb, pcoef, _ = _density_panels(policy)
-    reach = min(48.0 * lam, 0.5)
-    near = _pieces(0.0, reach, 4.0 * lam), _pieces(1.0 - reach, 1.0, 4.0 * lam)
-    edges = np.unique(np.concatenate([pa, [1.0], *near]))
+    near = np.minimum(lam * _NEAR_END, 0.5)
+    edges = np.unique(np.concatenate([pa, [1.0], near, 1.0 - near]))
     fresh_a, fresh_b = edges[:-1], edges[1:]
     keep = fresh_b > fresh_a
     fresh_a, fresh_b = fresh_a[keep], fresh_b[keep]
