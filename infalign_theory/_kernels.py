@@ -1574,7 +1574,7 @@ def _log_factor_terms(u, lam, m, z0, z1, width, ya, yb, qcoef, xi, wi, state):
 
 @jit
 def _factor_terms(u, lam, m, z0, z1, width, ya, yb, qcoef, xi, wi, grid_w):
-    """sum of w gam(z) Q(u + lam z)^m over the Gauss nodes of [z0, z1] in pieces of ``width``.
+    """The sum of w gam(z) Q(u + lam z)^m over the Gauss nodes of [z0, z1] in pieces of ``width``.
 
     ``grid_w``: the weights w gam(z) of the width-2 pieces from GUMBEL_LO, precomputed
     (used when ``width`` is 2 and z0 is on that grid); empty otherwise.
@@ -1613,7 +1613,7 @@ def _factor_terms(u, lam, m, z0, z1, width, ya, yb, qcoef, xi, wi, grid_w):
 
 @jit
 def soft_best_log_factor(u, lam, n, ya, yb, qcoef, xi, wi, out):
-    """log K(u), K(u) = int gam(z) Q(u + lam z)^(n-1) dz, by Gauss-Legendre in z.
+    """The log of K(u) = int gam(z) Q(u + lam z)^(n-1) dz, by Gauss-Legendre in z.
 
     The integral of :func:`soft_best_factor` on fewer nodes: panels of width 2 in z (the
     integrand is analytic in |Im z| < pi/2 only) up to z = 3 and up to where y = u + lam z
@@ -1651,7 +1651,7 @@ def soft_best_log_factor(u, lam, n, ya, yb, qcoef, xi, wi, out):
 
 @jit
 def _log_factor_slow(u, lam, m, ya, yb, qcoef, xi, wi):
-    """log K(u) on the width-2 panels, as a running log-sum-exp (no underflow)."""
+    """The log of K(u) on the width-2 panels, as a running log-sum-exp (no underflow)."""
     P = ya.size
     nodes = xi.size
     top = -np.inf
@@ -1685,7 +1685,6 @@ def panel_interpolate(x, xa, xb, coef, out):
 
     Points outside [xa[0], xb[-1]] take the nearest panel's value at its end.
     """
-    P = xa.size
     for t in range(x.size):
         p = _find_panel(xa, x[t])
         z = (2.0 * x[t] - xa[p] - xb[p]) / (xb[p] - xa[p])

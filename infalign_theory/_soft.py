@@ -10,13 +10,17 @@ the decoded density is :math:`n f(u) K(u)` with
 and 1 above :math:`1 + 38\lambda` in double precision.
 
 Numerical method: Q is computed (``_kernels.gumbel_smooth``) at the Gauss nodes of panels
-of y, on pieces of the policy's own panels no wider than :math:`2\lambda`, and the panels of
+of y, on pieces of the policy's own panels (no wider than :math:`2\lambda` where Gam varies
+fastest, wider where it is flat), and the panels of
 y are split until the four highest Legendre coefficients of Q are below ``QTOL`` on each
-(Q is entire in y, analytic in a strip of half-width :math:`\lambda\pi/2`). K is then a
-Gauss-Legendre sum in z over 23 panels of width 2 of the spectral interpolant of Q
-(``_kernels.soft_best_factor``); the integrand is analytic with modulus at most
-:math:`e^{-\mathrm{Re}\,z}` in the strip :math:`|\mathrm{Im}\, z| < \pi/2`, so the sum is
-exact to rounding. Against 40-digit mpmath references the decoded win rates agree to about
+(Q is entire in y, analytic in a strip of half-width :math:`\lambda\pi/2`). log K is then
+a Gauss-Legendre sum in z of the spectral interpolant of Q (``_kernels.soft_best_log_factor``):
+panels of width 2 where the integrand is analytic with modulus at most
+:math:`e^{-\mathrm{Re}\,z}` in the strip :math:`|\mathrm{Im}\, z| < \pi/2` only, wider
+ones where it is analytic in a half-plane, so the sum is exact to rounding. log K is
+computed at the nodes of its own panels of u (:func:`factor_table`), split until resolved,
+and the density factor interpolates it: every later evaluation costs a Legendre sum.
+Against 40-digit mpmath references the decoded win rates agree to about
 1e-12 for n <= 64 and temperatures 1e-3 to 1e3 (tests/test_soft_best_of.py).
 """
 
@@ -121,8 +125,9 @@ def factor_table(
     panels resolve it where the policy is smooth; next to the ends it moves on the scale
     lam. Panels start at the policy's own and at 2, 4, 8, ..., 48 lam from either end,
     and are split until the four highest Legendre coefficients are below ``LOGK_TOL``
-    (plus the rounding of log K itself), or the decoded mass the panel can hold,
-    :math:`n \max f\, e^{\max \log K}` times its width, is below ``NEGLIGIBLE_MASS``.
+    (plus the rounding of log K itself), or, where the decoded mass the panel can hold
+    (:math:`n \max f\, e^{\max \log K}` times its width) is small, until the tail
+    times that mass is below ``MASS_TOL``: an error d in log K moves d times that mass.
     """
     ya, yb, qcoef = q_panels(policy, lam) if q is None else q
     pa, pb, pcoef, _ = _density_panels(policy)
