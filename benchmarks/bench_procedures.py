@@ -7,11 +7,14 @@ of one continuous win rate (a fresh policy each time, nothing cached).
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-import infalign_theory as ia
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
+import infalign_theory as ia  # noqa: E402
 
 
 def median_time(fn, repeat: int) -> float:

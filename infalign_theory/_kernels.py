@@ -1456,6 +1456,12 @@ def soft_best_levels(p, c, n, lam, xi, wi, out):
             out[jj] = n * p[jj] * acc
 
 
+#: Clenshaw's Legendre coefficients (2j + 1)/(j + 1) and (j + 1)/(j + 2), the same doubles
+#: as computed in the loop, without its divisions.
+_CLENSHAW_A = (2.0 * np.arange(NODES + 1) + 1.0) / (np.arange(NODES + 1) + 1.0)
+_CLENSHAW_B = (np.arange(NODES + 1) + 1.0) / (np.arange(NODES + 1) + 2.0)
+
+
 @jit
 def _legendre_value(coef, z):
     """sum_j coef[j] P_j(z) by Clenshaw's recurrence."""
@@ -1463,7 +1469,7 @@ def _legendre_value(coef, z):
     b1 = 0.0
     b2 = 0.0
     for j in range(m - 1, 0, -1):
-        b0 = coef[j] + (2.0 * j + 1.0) / (j + 1.0) * z * b1 - (j + 1.0) / (j + 2.0) * b2
+        b0 = coef[j] + _CLENSHAW_A[j] * z * b1 - _CLENSHAW_B[j] * b2
         b2 = b1
         b1 = b0
     return coef[0] + z * b1 - 0.5 * b2
@@ -1482,6 +1488,17 @@ def _find_panel(ua, x):
     return lo
 
 
+#: Zones of x = (y - v)/lam for the Gumbel smoothing, from x = GAM_ONE down to GAM_ZERO:
+#: (upper x, lower x, widest piece in units of lam). Where x >= 3, Gam(x) = exp(-e^-x) has
+#: e^-x <= 0.05 on a Bernstein ellipse of parameter 3 around each piece (its modulus stays
+#: within e^0.2 of one), so 20 Gauss nodes are exact to about 3^-40 on pieces of 4 to 13
+#: lam; below x = 3 it needs pieces of 2 lam (analytic in |Im x| < pi/2 only).
+_SMOOTH_ZONES = np.array([
+    [GAM_ONE, 25.0, 13.0], [25.0, 15.0, 10.0], [15.0, 7.0, 8.0], [7.0, 3.0, 4.0],
+    [3.0, GAM_ZERO, 2.0],
+])  # fmt: skip
+
+
 @jit
 def gumbel_smooth(y, lam, ua, ub, coef, cdf_a, xi, wi, out):
     """Q(y) = int_0^1 f(v) Gam((y - v) / lam) dv for a density given on panels of [0, 1].
@@ -1489,7 +1506,8 @@ def gumbel_smooth(y, lam, ua, ub, coef, cdf_a, xi, wi, out):
     ``ua``, ``ub``: panel ends in u, increasing and contiguous; ``coef``: Legendre
     coefficients of f per panel; ``cdf_a``: the CDF at each panel's start. Below
     v = y - GAM_ONE lam the weight is 1 (the CDF there); the window up to y - GAM_ZERO lam
-    is integrated on pieces no wider than 2 lam, inside the panels of f.
+    is integrated on pieces inside the panels of f, no wider than 2 lam where Gam varies
+    fastest and wider where it is flat (``_SMOOTH_ZONES``).
     """
     P = ua.size
     nodes = xi.size
@@ -1516,17 +1534,26 @@ def gumbel_smooth(y, lam, ua, ub, coef, cdf_a, xi, wi, out):
                     acc += hh * wi[i] * _legendre_value(coef[p], (2.0 * v - a - b) / width)
                 x0 = lo
             x1 = min(b, hi)
-            pieces = int(math.ceil((x1 - x0) / (2.0 * lam)))
-            if pieces < 1:
-                pieces = 1
-            step = (x1 - x0) / pieces
-            for k in range(pieces):
-                s0 = x0 + k * step
+            for zone in range(_SMOOTH_ZONES.shape[0]):
+                z0 = max(x0, y[t] - _SMOOTH_ZONES[zone, 0] * lam)
+                z1 = min(x1, y[t] - _SMOOTH_ZONES[zone, 1] * lam)
+                if zone == _SMOOTH_ZONES.shape[0] - 1:
+                    z1 = x1
+                if zone == 0:
+                    z0 = x0
+                if z1 <= z0:
+                    continue
+                pieces = int(math.ceil((z1 - z0) / (_SMOOTH_ZONES[zone, 2] * lam)))
+                if pieces < 1:
+                    pieces = 1
+                step = (z1 - z0) / pieces
                 hh = 0.5 * step
-                for i in range(nodes):
-                    v = s0 + hh * (1.0 + xi[i])
-                    fv = _legendre_value(coef[p], (2.0 * v - a - b) / width)
-                    acc += hh * wi[i] * fv * gumbel_cdf((y[t] - v) / lam)
+                for k in range(pieces):
+                    s0 = z0 + k * step
+                    for i in range(nodes):
+                        v = s0 + hh * (1.0 + xi[i])
+                        fv = _legendre_value(coef[p], (2.0 * v - a - b) / width)
+                        acc += hh * wi[i] * fv * gumbel_cdf((y[t] - v) / lam)
             p += 1
         out[t] = min(max(acc, 0.0), 1.0)
 
@@ -1562,6 +1589,162 @@ def soft_best_factor(u, lam, n, ya, yb, qcoef, xi, wi, out):
             q = min(max(q, 0.0), 1.0)
             acc += wz[i] * q ** (n - 1)
         out[t] = acc
+
+
+@jit
+def _log_factor_terms(u, lam, m, z0, z1, width, ya, yb, qcoef, xi, wi, state):
+    """Add the Gauss nodes of [z0, z1] (pieces of ``width``) to a running log-sum-exp.
+
+    ``state`` = (top, acc, panel of y reached so far); terms are log w + log gam(z) +
+    m log Q(u + lam z).
+    """
+    P = ya.size
+    pieces = int(math.ceil((z1 - z0) / width))
+    if pieces < 1:
+        pieces = 1
+    step = (z1 - z0) / pieces
+    hh = 0.5 * step
+    top, acc, p = state[0], state[1], int(state[2])
+    for k in range(pieces):
+        s0 = z0 + k * step
+        for i in range(xi.size):
+            z = s0 + hh * (1.0 + xi[i])
+            y = u + lam * z
+            if y < ya[0]:
+                continue
+            term = math.log(hh * wi[i]) - z - math.exp(-z)
+            if y < yb[P - 1]:
+                while p + 1 < P and ya[p + 1] <= y:
+                    p += 1
+                q = _legendre_value(qcoef[p], (2.0 * y - ya[p] - yb[p]) / (yb[p] - ya[p]))
+                if q <= 0.0:
+                    continue
+                term += m * math.log(min(q, 1.0))
+            if term > top:
+                acc = acc * math.exp(top - term) + 1.0
+                top = term
+            else:
+                acc += math.exp(term - top)
+    state[0], state[1], state[2] = top, acc, p
+
+
+@jit
+def _factor_terms(u, lam, m, z0, z1, width, ya, yb, qcoef, xi, wi, grid_w):
+    """The sum of w gam(z) Q(u + lam z)^m over the Gauss nodes of [z0, z1] in pieces of ``width``.
+
+    ``grid_w``: the weights w gam(z) of the width-2 pieces from GUMBEL_LO, precomputed
+    (used when ``width`` is 2 and z0 is on that grid); empty otherwise.
+    """
+    P = ya.size
+    nodes = xi.size
+    pieces = int(math.ceil((z1 - z0) / width - 1e-9))
+    if pieces < 1:
+        pieces = 1
+    step = (z1 - z0) / pieces
+    hh = 0.5 * step
+    first = int(round((z0 - GUMBEL_LO) / 2.0)) if grid_w.size > 0 else 0
+    acc = 0.0
+    p = 0
+    for k in range(pieces):
+        s0 = z0 + k * step
+        for i in range(nodes):
+            z = s0 + hh * (1.0 + xi[i])
+            y = u + lam * z
+            if y < ya[0]:
+                continue
+            if grid_w.size > 0:
+                w = grid_w[(first + k) * nodes + i]
+            else:
+                w = hh * wi[i] * math.exp(-z - math.exp(-z))
+            if y >= yb[P - 1]:
+                acc += w
+                continue
+            while p + 1 < P and ya[p + 1] <= y:
+                p += 1
+            q = _legendre_value(qcoef[p], (2.0 * y - ya[p] - yb[p]) / (yb[p] - ya[p]))
+            q = min(max(q, 0.0), 1.0)
+            acc += w * q**m
+    return acc
+
+
+@jit
+def soft_best_log_factor(u, lam, n, ya, yb, qcoef, xi, wi, out):
+    """The log of K(u) = int gam(z) Q(u + lam z)^(n-1) dz, by Gauss-Legendre in z.
+
+    The integral of :func:`soft_best_factor` on fewer nodes: panels of width 2 in z (the
+    integrand is analytic in |Im z| < pi/2 only) up to z = 3 and up to where y = u + lam z
+    passes b = 1 + lam max(1, log n); beyond both, gam(z) and Q(y)^(n-1) are analytic and
+    bounded (by 1.4 e^-Re z and about e) in the half-plane Re z > max(1, (b - u)/lam), so
+    a piece [z0, z0 + w] with w <= 3 (z0 - that bound) keeps a Bernstein ellipse of
+    parameter 3 inside it, where 20 nodes are exact to about 3^-40. Where K underflows
+    (Q^(n-1) next to u = 0 for n in the thousands) the sum is redone in log space.
+    """
+    nodes = xi.size
+    grid_w = np.empty(GUMBEL_PANELS * nodes)
+    for k in range(GUMBEL_PANELS):
+        for i in range(nodes):
+            grid_w[k * nodes + i] = wi[i] * gumbel_pdf(GUMBEL_LO + 2.0 * k + 1.0 + xi[i])
+    no_grid = np.empty(0)
+    log_n = math.log(n) if n > 1 else 0.0
+    m = n - 1.0
+    z_hi = GUMBEL_LO + 2.0 * GUMBEL_PANELS
+    for t in range(u.size):
+        bound = max(1.0, (1.0 - u[t]) / lam + max(1.0, log_n))
+        z_wide = min(max(3.0, bound + 2.0), z_hi)
+        z_narrow = min(GUMBEL_LO + 2.0 * math.ceil((z_wide - GUMBEL_LO) / 2.0), z_hi)
+        acc = _factor_terms(u[t], lam, m, GUMBEL_LO, z_narrow, 2.0, ya, yb, qcoef, xi, wi,
+                            grid_w)  # fmt: skip
+        z0 = z_narrow
+        while z0 < z_hi:
+            z1 = min(z0 + min(3.0 * (z0 - bound), 12.0), z_hi)
+            acc += _factor_terms(u[t], lam, m, z0, z1, z1 - z0, ya, yb, qcoef, xi, wi, no_grid)
+            z0 = z1
+        if acc > 1e-250:
+            out[t] = math.log(acc)
+        else:
+            out[t] = _log_factor_slow(u[t], lam, m, ya, yb, qcoef, xi, wi)
+
+
+@jit
+def _log_factor_slow(u, lam, m, ya, yb, qcoef, xi, wi):
+    """The log of K(u) on the width-2 panels, as a running log-sum-exp (no underflow)."""
+    P = ya.size
+    nodes = xi.size
+    top = -np.inf
+    acc = 0.0
+    p = 0
+    for k in range(GUMBEL_PANELS):
+        for i in range(nodes):
+            z = GUMBEL_LO + 2.0 * k + 1.0 + xi[i]
+            y = u + lam * z
+            if y < ya[0]:
+                continue
+            term = math.log(wi[i]) - z - math.exp(-z)
+            if y < yb[P - 1]:
+                while p + 1 < P and ya[p + 1] <= y:
+                    p += 1
+                q = _legendre_value(qcoef[p], (2.0 * y - ya[p] - yb[p]) / (yb[p] - ya[p]))
+                if q <= 0.0:
+                    continue
+                term += m * math.log(min(q, 1.0))
+            if term > top:
+                acc = acc * math.exp(top - term) + 1.0
+                top = term
+            else:
+                acc += math.exp(term - top)
+    return top + math.log(acc) if acc > 0.0 else -np.inf
+
+
+@jit
+def panel_interpolate(x, xa, xb, coef, out):
+    """The piecewise Legendre interpolant at x: panels [xa[p], xb[p]] increasing, contiguous.
+
+    Points outside [xa[0], xb[-1]] take the nearest panel's value at its end.
+    """
+    for t in range(x.size):
+        p = _find_panel(xa, x[t])
+        z = (2.0 * x[t] - xa[p] - xb[p]) / (xb[p] - xa[p])
+        out[t] = _legendre_value(coef[p], min(max(z, -1.0), 1.0))
 
 
 @jit

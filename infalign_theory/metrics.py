@@ -40,6 +40,7 @@ from . import _kernels as K
 from . import _mesh
 from ._validate import choice, finite_array
 from .calibration import level_midpoints
+from .laws import PROB_SUM_TOL, DiscreteLaw
 from .policy import ContinuousPolicy, DiscretePolicy, Policy, apply, base_policy
 from .procedures import OrderStatistic, Procedure, sampling
 
@@ -100,9 +101,14 @@ def win_rate(policy: Policy, procedure: Procedure, *, against: str = "procedure"
         if key is not None and kref is not None:
             w = K.discrete_win_rate(policy.probs, policy.law.probs, *key, *kref)
         else:
-            a = apply(procedure, policy).probs
-            b = apply(reference, base_policy(policy.law)).probs
-            w = K.discrete_win_from_masses(a, b)
+            mids = level_midpoints(policy.law)
+            a = np.maximum(np.asarray(procedure.level_masses(policy.probs, mids), np.float64), 0.0)
+            total = float(a.sum())
+            if a.shape != policy.probs.shape or not abs(total - 1.0) <= PROB_SUM_TOL:
+                a = apply(procedure, policy).probs  # says what is wrong with the masses
+            else:
+                a = a / total  # as apply's policy normalises them
+            w = K.discrete_win_from_masses(a, _base_masses(reference, policy.law))
         return _unit(float(w))
     cache_key = (*key, *kref) if key is not None and kref is not None else (procedure, reference)
     if cache_key not in policy._win_cache:
@@ -110,9 +116,24 @@ def win_rate(policy: Policy, procedure: Procedure, *, against: str = "procedure"
             res = _mesh.resolve(policy.transform, policy.beta, cache_key, start=policy._resolved)
             w = res.win_rate
         else:
-            w = _continuous_win(apply(procedure, policy), _decoded_base(reference))
+            w = _continuous_win(apply(procedure, policy), reference)
         policy._win_cache[cache_key] = w
     return float(policy._win_cache[cache_key])
+
+
+@lru_cache(maxsize=64)
+def _cached_base_masses(procedure: Procedure, law: DiscreteLaw) -> np.ndarray:
+    out = np.ascontiguousarray(apply(procedure, base_policy(law)).probs, dtype=np.float64)
+    out.setflags(write=False)
+    return out
+
+
+def _base_masses(procedure: Procedure, law: DiscreteLaw) -> np.ndarray:
+    """The masses of T(pi_ref) on the levels of ``law``: every win rate needs them."""
+    try:
+        return _cached_base_masses(procedure, law)
+    except TypeError:  # a user's unhashable procedure: no cache
+        return _cached_base_masses.__wrapped__(procedure, law)
 
 
 @lru_cache(maxsize=64)
@@ -122,12 +143,42 @@ def _decoded_base(procedure: Procedure) -> ContinuousPolicy:
     return decoded
 
 
+@lru_cache(maxsize=64)
+def _base_cdf_table(procedure: Procedure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """T(pi_ref)'s CDF H_B as a piecewise Legendre series: panels [ua, ub] in u, coefficients.
+
+    The node values come from the resolved density by spectral integration (each side from
+    its own end); every continuous win rate against T(pi_ref) interpolates them.
+    """
+    res = _decoded_base(procedure)._resolved
+    mesh = res.mesh
+    G, Gc = np.empty_like(res.f), np.empty_like(res.f)
+    K.cdf_at_nodes(mesh.side, mesh.a, mesh.b, res.f, K.CUM, K.WI, G, Gc)
+    one = mesh.side == 1
+    ua = np.where(one, 1.0 - mesh.b, mesh.a)
+    ub = np.where(one, 1.0 - mesh.a, mesh.b)
+    G = np.where(one[:, None], G[:, ::-1], G)  # nodes in increasing u on every panel
+    order = np.argsort(ua, kind="stable")
+    ua, ub, G = ua[order], ub[order], G[order]
+    ub[:-1] = ua[1:]
+    return ua, ub, np.ascontiguousarray(G @ K.COEF.T)
+
+
+def _base_cdf(procedure: Procedure, u: np.ndarray) -> np.ndarray:
+    """H_B(u), the CDF of T(pi_ref), from the cached table."""
+    ua, ub, coef = _base_cdf_table(procedure)
+    flat = np.ascontiguousarray(u, dtype=np.float64).ravel()
+    out = np.empty(flat.size)
+    K.panel_interpolate(flat, ua, ub, coef, out)
+    return np.clip(out, 0.0, 1.0).reshape(np.shape(u))
+
+
 #: Legendre tail (absolute, per panel) of f_A H_B below which the win-rate integral is resolved.
 WIN_TOL = 1e-14
 
 
-def _continuous_win(A: Policy, B: ContinuousPolicy) -> float:
-    r"""W(A ≻ B) = :math:`\int_0^1 f_A(u) H_B(u) du` for continuous A, B (no ties).
+def _continuous_win(A: Policy, reference: Procedure) -> float:
+    r"""W(A ≻ B) = :math:`\int_0^1 f_A(u) H_B(u) du` for continuous A and B = T(pi_ref).
 
     Gauss-Legendre on A's resolved panels, each split until the four highest Legendre
     coefficients of the integrand, times the half-width, are below ``WIN_TOL``.
@@ -140,7 +191,7 @@ def _continuous_win(A: Policy, B: ContinuousPolicy) -> float:
         x = a[:, None] + 0.5 * (b - a)[:, None] * (1.0 + K.XI[None, :])
         one = side[:, None] == 1
         u, s = np.where(one, 1.0 - x, x), np.where(one, x, 1.0 - x)
-        vals = A._pdf_pair(u, s) * B._cdf_pair(u, s)[0]
+        vals = A._pdf_pair(u, s) * _base_cdf(reference, u)
         h = 0.5 * (b - a)
         tail = h * np.abs(vals @ K.TAIL.T).max(axis=1)
         split = (tail > WIN_TOL) & (b - a > 64.0 * K.EPS * b)

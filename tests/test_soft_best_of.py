@@ -164,3 +164,16 @@ def test_continuous_limits():
 def test_invalid_arguments(args, name):
     with pytest.raises(ValueError, match=name):
         ia.soft_best_of(*args)
+
+
+@pytest.mark.slow  # mpmath: about a minute
+@pytest.mark.parametrize("n", [2, 8, 32])
+@pytest.mark.parametrize("lam", [3e-3, 0.03, 0.3, 3.0])
+def test_continuous_density_grid_against_laplace_form(n, lam):
+    """The tabulated log K (interpolated between its panels) against the Laplace form."""
+    mp.mp.dps = 20
+    t = 2.0
+    A = ia.apply(ia.soft_best_of(n, lam), ia.tilt(ia.Identity(), 1.0 / t))
+    for u in (0.013, 0.5, 0.991):
+        ref = float(_laplace_density(u, n, lam, t))
+        assert float(A.pdf(u)) == pytest.approx(ref, rel=1e-10, abs=1e-12)
