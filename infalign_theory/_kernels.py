@@ -1559,39 +1559,6 @@ def gumbel_smooth(y, lam, ua, ub, coef, cdf_a, xi, wi, out):
 
 
 @jit
-def soft_best_factor(u, lam, n, ya, yb, qcoef, xi, wi, out):
-    """K(u) = int gam(z) Q(u + lam z)^(n-1) dz at each u, by Gauss-Legendre in z.
-
-    Q is given by its Legendre coefficients per panel [ya, yb] of y (0 below ya[0], 1 above
-    yb[-1]).
-    """
-    P = ya.size
-    nodes = xi.size
-    z = np.empty(GUMBEL_PANELS * nodes)
-    wz = np.empty(GUMBEL_PANELS * nodes)
-    for k in range(GUMBEL_PANELS):
-        for i in range(nodes):
-            z[k * nodes + i] = GUMBEL_LO + 2.0 * k + 1.0 + xi[i]
-            wz[k * nodes + i] = wi[i] * gumbel_pdf(z[k * nodes + i])
-    for t in range(u.size):
-        acc = 0.0
-        p = 0
-        for i in range(z.size):  # y increases with i: the panel is found by walking on
-            y = u[t] + lam * z[i]
-            if y < ya[0]:
-                continue
-            if y >= yb[P - 1]:
-                acc += wz[i]
-                continue
-            while p + 1 < P and ya[p + 1] <= y:
-                p += 1
-            q = _legendre_value(qcoef[p], (2.0 * y - ya[p] - yb[p]) / (yb[p] - ya[p]))
-            q = min(max(q, 0.0), 1.0)
-            acc += wz[i] * q ** (n - 1)
-        out[t] = acc
-
-
-@jit
 def _log_factor_terms(u, lam, m, z0, z1, width, ya, yb, qcoef, xi, wi, state):
     """Add the Gauss nodes of [z0, z1] (pieces of ``width``) to a running log-sum-exp.
 
@@ -1671,7 +1638,7 @@ def _factor_terms(u, lam, m, z0, z1, width, ya, yb, qcoef, xi, wi, grid_w):
 def soft_best_log_factor(u, lam, n, ya, yb, qcoef, xi, wi, out):
     """The log of K(u) = int gam(z) Q(u + lam z)^(n-1) dz, by Gauss-Legendre in z.
 
-    The integral of :func:`soft_best_factor` on fewer nodes: panels of width 2 in z (the
+    The integral over Gumbel panels of z on few nodes: panels of width 2 in z (the
     integrand is analytic in |Im z| < pi/2 only) up to z = 3 and up to where y = u + lam z
     passes b = 1 + lam max(1, log n); beyond both, gam(z) and Q(y)^(n-1) are analytic and
     bounded (by 1.4 e^-Re z and about e) in the half-plane Re z > max(1, (b - u)/lam), so
