@@ -220,9 +220,7 @@ def _stages(start: float, goal: float) -> np.ndarray:
     return np.geomspace(start, goal, steps + 1)[1:]
 
 
-def _solve_tracks(
-    model: _Model, beta: float | None, budget: float | None
-) -> list[_Solution]:
+def _solve_tracks(model: _Model, beta: float | None, budget: float | None) -> list[_Solution]:
     base = np.exp(model.logw)
     R0 = _center(model.variation(base), model.w)
     spread = float(np.ptp(R0)) or 1.0
@@ -310,7 +308,9 @@ def solve(
     if beta is not None:
         beta = positive_finite(beta, "beta")
         if not BETA_RANGE[0] <= beta <= BETA_RANGE[1]:
-            raise ValueError(f"beta must be in [{BETA_RANGE[0]:g}, {BETA_RANGE[1]:g}], got {beta!r}")
+            raise ValueError(
+                f"beta must be in [{BETA_RANGE[0]:g}, {BETA_RANGE[1]:g}], got {beta!r}"
+            )
     discrete = law if isinstance(law, DiscreteLaw) else None
     if kl_budget is not None:
         kl_budget = positive_finite(kl_budget, "kl")

@@ -51,9 +51,9 @@ from . import _kernels as K
 
 @dataclass(frozen=True, eq=False)
 class Grid:
-    """Quadrature nodes on [0, 1]: exact pairs (u, s = 1 - u), weights, cumulative operator.
+    r"""Quadrature nodes on [0, 1]: exact pairs (u, s = 1 - u), weights, cumulative operator.
 
-    ``L @ v`` is :math:`\\int_0^{u_i} v` at every node (v given at the nodes).
+    ``L @ v`` is :math:`\int_0^{u_i} v` at every node (v given at the nodes).
     """
 
     u: np.ndarray
@@ -160,9 +160,7 @@ def _y_rule(lam: float, width: float) -> tuple[np.ndarray, np.ndarray]:
     return y, (h[:, None] * K.WI[None, :]).ravel()
 
 
-def soft_nodes(
-    grid: Grid, f: np.ndarray, n: int, lam: float, ref_cdf: np.ndarray
-) -> np.ndarray:
+def soft_nodes(grid: Grid, f: np.ndarray, n: int, lam: float, ref_cdf: np.ndarray) -> np.ndarray:
     """R(v) at the grid's nodes for soft Best-of-n of the density f (values at the nodes)."""
     y, wy = _y_rule(lam, 4.0 * lam)
     arg = (y[:, None] - grid.u[None, :]) / lam  # (Y, U)

@@ -172,7 +172,9 @@ def _slopes(k: int, n: int, F: np.ndarray, Fc: np.ndarray) -> tuple[np.ndarray, 
 
 @dataclass(frozen=True)
 class BaseVariation(Transform):
-    r"""The first variation of W_T at the base, :math:`R_0(v) = \int_0^v g'(u)\,g_{\rm ref}'(u)\,du`.
+    r"""The first variation of W_T at the base.
+
+    :math:`R_0(v) = \int_0^v g'(u)\,g_{\rm ref}'(u)\,du`.
 
     The product of the two Beta(k, n - k + 1) densities is a Beta density itself, so
     :math:`R_0 = C\,I_v(a, b)` with a = k + k_ref - 1, b = n - k + n_ref - k_ref + 1 and
@@ -558,7 +560,7 @@ def _floor(st: dict[str, Any], y: np.ndarray) -> float:
 
 
 def _scale_to_kl(model: Any, y: np.ndarray, target: float) -> np.ndarray | None:
-    """log pi scaled about its maximum, a (y - max y), with a > 0 such that KL = target.
+    """Log pi scaled about its maximum, a (y - max y), with a > 0 such that KL = target.
 
     KL grows with a (d KL / d a = a Var_pi(y)); Newton on log KL against log a, kept inside
     a bracket that bisection narrows when a step leaves it. None if y is constant.
@@ -589,7 +591,7 @@ def _scale_to_kl(model: Any, y: np.ndarray, target: float) -> np.ndarray | None:
 
 
 def _fit_beta(model: Any, y: np.ndarray, log_beta: float) -> float:
-    """The log beta that best fits log pi = R/beta + c at the shape y (least squares, mass-weighted).
+    """The log beta that best fits log pi = R/beta + c at the shape y (weighted least squares).
 
     At a fixed shape T is linear in 1/beta, so the fit is a weighted regression of y on R:
     1/beta = Cov_pi(y, R) / Var_pi(R). A start whose shape is right but whose beta is off by
@@ -609,7 +611,7 @@ def _fit_beta(model: Any, y: np.ndarray, log_beta: float) -> float:
 
 
 def _advance(model: Any, y: np.ndarray, dy: np.ndarray, dx: float, step: float) -> np.ndarray:
-    """y moved by ``step`` along the direction (dy, dx) in (y, log beta), beta scaling exactly.
+    """Y moved by ``step`` along the direction (dy, dx) in (y, log beta), beta scaling exactly.
 
     Away from the mass, log pi = (R - c)/beta with R hardly moving: over a range of 1e4
     (Worst-of-256 at KL 5) the linear update y + dy would miss the 1/beta scaling by far
@@ -1125,8 +1127,10 @@ def _check_procedure(procedure: Any) -> OrderStatistic:
 
 
 def _beta_of(track: _Track) -> float:
-    """The track's beta: the one asked for when it was solved at a given beta (exp(log beta)
-    would round it), else exp(log beta)."""
+    """The track's beta: the one asked for at a given beta, else exp(log beta).
+
+    exp(log beta) would round the beta asked for.
+    """
     if track.beta is not None and not track.saturated:
         return track.beta
     return math.exp(track.log_beta)

@@ -329,7 +329,7 @@ class SoftBestOf(Procedure):
         return soft_factor(policy, self.n, self.temperature)
 
     def level_variation(self, probs: np.ndarray, midpoints: Any, weights: np.ndarray) -> np.ndarray:
-        """n c_i K_i + n(n-1) sum_j c_j p_j int gam(z) Q_j^(n-2) Gam((C_j - C_i)/lam + z) dz."""
+        """N c_i K_i + n(n-1) sum_j c_j p_j int gam(z) Q_j^(n-2) Gam((C_j - C_i)/lam + z) dz."""
         from ._variation import soft_levels
 
         p = np.asarray(probs, dtype=np.float64)
@@ -338,7 +338,7 @@ class SoftBestOf(Procedure):
 
     def density_variation(self, grid: Any, f: np.ndarray, G: np.ndarray,
                           ref_cdf: np.ndarray, ref_pdf: np.ndarray) -> np.ndarray:  # fmt: skip
-        """n K(v) H_ref(v) + n(n-1) int Q^(n-2) M Gam((y - v)/lam) dy."""
+        """N K(v) H_ref(v) + n(n-1) int Q^(n-2) M Gam((y - v)/lam) dy."""
         from ._variation import soft_nodes
 
         return soft_nodes(grid, f, self.n, self.temperature, ref_cdf)

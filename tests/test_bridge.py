@@ -360,9 +360,7 @@ def test_cli_bridge_errors(argv, message, capsys, tmp_path):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_cli_bridge_without_the_smollm2_wheel_says_how_to_install_it(
-    monkeypatch, capsys, tmp_path
-):
+def test_cli_bridge_without_the_smollm2_wheel_says_how_to_install_it(monkeypatch, capsys, tmp_path):
     import importlib.metadata
 
     from infalign_theory.cli import main

@@ -26,8 +26,12 @@ def _competitors(procedure, law):
 
 @pytest.mark.parametrize(
     "procedure",
-    [ia.soft_best_of(4, 0.05), ia.soft_best_of(4, 0.3), ia.threshold_sampling(4, 0.5),
-     ia.threshold_sampling(3, 0.8)],  # fmt: skip
+    [
+        ia.soft_best_of(4, 0.05),
+        ia.soft_best_of(4, 0.3),
+        ia.threshold_sampling(4, 0.5),
+        ia.threshold_sampling(3, 0.8),
+    ],  # fmt: skip
     ids=lambda p: p.name,
 )
 def test_discrete_optimum_beats_tilts(procedure):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -118,7 +118,7 @@ def direct_maximum(law, k, n, beta, against, starts=12, seed=0):
     return p / p.sum(), -best.fun
 
 
-@lru_cache(maxsize=None)
+@cache
 def expansion(k: int, n: int, against: str) -> tuple[float, float, float]:
     """(W_0, a, b) with V(kappa) = W_0 + a sqrt(kappa) + b kappa + O(kappa^(3/2)) the best W_T
     at KL = kappa (continuous), integrated exactly by sympy.
@@ -405,5 +405,6 @@ def test_sweep_large_n(n, make, law):
     for beta in betas:
         sol = solve_optimal(proc, beta=beta, law=law)
         assert sol.converged and (sol.saturated or sol.beta == beta)
-    print(f"{proc.name} {'discrete' if law else 'continuous'}: "
-          f"{len(budgets) + len(betas)} solved in {time.process_time() - start:.1f} s CPU")  # fmt: skip
+    cpu = time.process_time() - start
+    kind = "discrete" if law else "continuous"
+    print(f"{proc.name} {kind}: {len(budgets) + len(betas)} solved in {cpu:.1f} s CPU")

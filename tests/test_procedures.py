@@ -33,7 +33,6 @@ def test_cdf_map_fixes_the_ends_and_mirrors(proc):
     assert np.all(np.diff(proc.g(x)) >= 0.0)
 
 
-
 def test_cdf_map_is_a_cdf_for_every_order_statistic_to_n_128():
     """Every (k, n) with n <= 128 on a fine grid: inside [0, 1] and non-decreasing.
 
@@ -45,6 +44,7 @@ def test_cdf_map_is_a_cdf_for_every_order_statistic_to_n_128():
             g = ia.order_statistic(k, n).g(x)
             assert g[0] == 0.0 and g[-1] == 1.0 and g.max() <= 1.0, (k, n)
             assert np.all(np.diff(g) >= 0.0), (k, n)
+
 
 def test_names_and_factories():
     assert ia.sampling().name == "sampling"
