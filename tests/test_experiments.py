@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,3 +182,50 @@ def test_committed_fig_ties_is_current():
     assert law.pmf([0.0])[0] == pytest.approx(0.4, abs=1e-15)
     row = module.at_budget(law, ia.best_of(p["n"]), p["kl"])
     assert row["optimal"] == pytest.approx(data["sentiment_like"]["optimal"][i], abs=1e-9)
+
+
+def test_fig_procedures_quick(tmp_path):
+    png = load("fig_procedures").main(["--quick", "--out", str(tmp_path)])
+    assert png.exists() and png.stat().st_size > 10_000
+    data = json.loads((tmp_path / "fig_procedures.json").read_text())
+    assert data["package_version"] and [p["n"] for p in data["panels"]] == [4]
+    curves = data["panels"][0]["curves"]
+    assert [c["kind"] for c in curves] == ["OrderStatistic", "SoftBestOf", "ThresholdSampling"]
+    for c in curves:
+        opt, idt = c["optimal"], c["identity"]
+        assert not opt["failed"] and all(opt["converged"])
+        assert max(opt["residual"]) < 1e-9
+        assert opt["kl"] == pytest.approx(data["parameters"]["optimal_kls"], abs=1e-9)
+        # the base (KL 0) wins half of the time; the optimum is at least the identity
+        assert opt["win_rate"][0] == pytest.approx(0.5, abs=1e-12)
+        assert idt["win_rate"][0] == pytest.approx(0.5, abs=1e-12)
+        assert all(g >= -1e-9 for g in opt["gain_over_identity"])
+        assert opt["win_rate"][-1] > idt["win_rate"][0]
+
+
+def test_committed_fig_procedures_is_current():
+    import infalign_theory as ia
+    from infalign_theory.optimal import solve_optimal
+
+    data = json.loads((ROOT / "paper_figures" / "fig_procedures.json").read_text())
+    assert [p["n"] for p in data["panels"]] == [4, 16]
+    for panel in data["panels"]:
+        for c in panel["curves"]:
+            opt = c["optimal"]
+            # every budget solved, converged, above calibrated RLHF and increasing in KL
+            assert not opt["failed"] and all(opt["converged"]), c["procedure"]
+            assert len(opt["kl"]) == len(data["parameters"]["optimal_kls"])
+            assert max(opt["residual"]) < 1e-9
+            assert all(g >= -1e-9 for g in opt["gain_over_identity"]), c["procedure"]
+            assert all(np.diff(opt["win_rate"]) > 0)
+    # one optimum and one identity point recomputed (threshold sampling at n = 16, KL 0.5)
+    c = data["panels"][1]["curves"][-1]
+    proc = ia.threshold_sampling(16, c["parameters"]["tau"])
+    assert c["procedure"] == proc.name
+    i = int(np.argmin(np.abs(np.asarray(c["optimal"]["kl"]) - 0.5)))
+    assert solve_optimal(proc, kl=0.5).win_rate == pytest.approx(
+        c["optimal"]["win_rate"][i], abs=1e-9
+    )
+    j = len(c["identity"]["kl"]) // 2
+    fresh = ia.tradeoff_curve(ia.Identity(), proc, kls=[c["identity"]["kl"][j]])
+    assert fresh.win_rate[0] == pytest.approx(c["identity"]["win_rate"][j], abs=1e-10)

@@ -26,6 +26,7 @@ from strategies import betas, discrete_laws, procedures, reward_laws, transforms
 import infalign_theory as ia
 from infalign_theory import _independent as independent
 from infalign_theory import verify as V
+from infalign_theory import verify_procedures as P
 from infalign_theory.cli import main
 
 
@@ -533,3 +534,42 @@ def test_verify_command_passes_with_a_warning_on_inconclusive_instances(capsys, 
     assert "inconclusive best_of_n_kl_bound instance 4: made inconclusive" in out
     assert "rerun: infalign verify --check best_of_n_kl_bound --seed 2 --instance 4" in out
     assert "warning: 1 instances were inconclusive" in err
+
+
+# -- Theorem 1 for the procedures beyond order statistics ----------------------------------------
+_LAW3 = ia.DiscreteLaw([0.0, 1.0, 1.0, 2.0, 3.0], [0.3, 0.1, 0.2, 0.25, 0.15])  # a tie
+
+
+@pytest.mark.parametrize(("kind", "parameter"), [("soft", 0.3), ("threshold", 0.6)])
+def test_theorem1_procedures_check_passes_on_a_discrete_law(kind, parameter):
+    residual, tolerance = P.check_theorem1_procedures(_LAW3, kind, 3, parameter, 0.6, (2.0, 8.0))
+    assert residual <= tolerance == 1e-9
+
+
+def test_theorem1_procedures_check_fails_for_a_wrong_first_variation(monkeypatch):
+    # the solver's R off by 0.05 u^2: its fixed point is then off the stationary point of
+    # the enumeration's W_T - beta KL
+    from infalign_theory.procedures import SoftBestOf
+
+    original = SoftBestOf.level_variation
+
+    def wrong(self, probs, midpoints, weights):
+        return original(self, probs, midpoints, weights) + 0.05 * midpoints[0] ** 2
+
+    monkeypatch.setattr(SoftBestOf, "level_variation", wrong)
+    residual, tolerance = P.check_theorem1_procedures(_LAW3, "soft", 3, 0.3, 0.6, (2.0,))
+    assert residual > 100 * tolerance
+
+
+def test_theorem1_procedures_check_passes_on_the_continuous_law():
+    # threshold sampling (a jump in R at tau) through the library's W_T and KL along tilts
+    residual, tolerance = P.check_theorem1_procedures(None, "threshold", 3, 0.23, 0.5, (3.0,))
+    assert residual <= tolerance == 1e-7
+
+
+def test_theorem1_procedures_instances_cover_both_kinds_and_laws():
+    seen = set()
+    for i in range(40):
+        params = V._instances("procedures_theorem1_optimum", V.instance_rng("x", 0, i))
+        seen.add((params["kind"], params["law"] is None))
+    assert seen == {("soft", True), ("soft", False), ("threshold", True), ("threshold", False)}
