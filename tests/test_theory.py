@@ -573,3 +573,26 @@ def test_theorem1_procedures_instances_cover_both_kinds_and_laws():
         params = V._instances("procedures_theorem1_optimum", V.instance_rng("x", 0, i))
         seen.add((params["kind"], params["law"] is None))
     assert seen == {("soft", True), ("soft", False), ("threshold", True), ("threshold", False)}
+
+
+@pytest.mark.parametrize(
+    "values, probs, n, lam, tau",
+    [
+        ([-1.0, 0.0, 2.0], [0.3, 0.5, 0.2], 4, 0.2, 0.5),
+        # rare outcomes (mass 1e-5 to 1e-8) that a 20,000-draw simulation may miss or hit once;
+        # a sample's own spread made these thousands of standard errors (verify, seed 7)
+        ([-3.0, 4.0], [0.2633431783298293, 0.7366568216701708], 8, 0.12869184457936986, 0.635),
+        ([3.0, 4.0], [0.19961277049431056, 0.8003872295056895], 7, 0.02130142740384509, 0.957),
+        ([-4.0, 0.0], [0.10180712013811541, 0.8981928798618846], 8, 0.04389269013223549, 0.898),
+    ],
+)
+def test_monte_carlo_check_passes_and_catches_a_wrong_exact_value(
+    values, probs, n, lam, tau, monkeypatch
+):
+    law = ia.DiscreteLaw(values, probs)
+    residual, tolerance = P.check_monte_carlo(law, n, lam, tau, rng=1161298722)
+    assert residual <= tolerance
+    true = P.standard_win_rate
+    monkeypatch.setattr(P, "standard_win_rate", lambda pol: true(pol) + 0.01)
+    residual, tolerance = P.check_monte_carlo(law, n, lam, tau, rng=1161298722)
+    assert residual > tolerance
