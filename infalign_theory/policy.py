@@ -20,6 +20,7 @@ relative accuracy.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,36 @@ from .calibration import level_midpoints
 from .laws import PROB_SUM_TOL, ContinuousLaw, DiscreteLaw, RewardLaw
 from .procedures import Procedure
 from .transforms import Quantile, SampleCalibrated, Transform, Zero
+
+
+def checked_probs(
+    probs: Any, base: np.ndarray, log_ratio: Any, unit: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A policy's masses on the base's support, checked and normalised, and log(p / base).
+
+    ``probs`` must hold one finite, non-negative entry per ``unit`` of the base (masses
+    ``base``) and sum to 1 within ``PROB_SUM_TOL``; ``log_ratio`` is taken as given when not
+    None. Both come back read-only.
+    """
+    p = finite_array(probs, "probs").ravel()
+    if p.size != base.size:
+        raise ValueError(
+            f"probs must have one entry per {unit} of the law ({base.size}), got {p.size}"
+        )
+    if np.any(p < 0.0):
+        raise ValueError("probs must be >= 0")
+    total = math.fsum(p)  # correctly rounded: the masses may be many and tiny
+    if abs(total - 1.0) > PROB_SUM_TOL:
+        raise ValueError(f"probs must sum to 1 within {PROB_SUM_TOL:g}, they sum to {total!r}")
+    p = p / total
+    if log_ratio is None:
+        with np.errstate(divide="ignore"):
+            lr = np.log(p) - np.log(base)
+    else:
+        lr = np.asarray(log_ratio, dtype=np.float64)
+    p.setflags(write=False)
+    lr.setflags(write=False)
+    return p, lr
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,25 +93,7 @@ class DiscretePolicy:
     def __post_init__(self) -> None:
         if not isinstance(self.law, DiscreteLaw):
             raise ValueError(f"law must be a DiscreteLaw, got {type(self.law).__name__}")
-        p = finite_array(self.probs, "probs").ravel()
-        if p.size != self.law.n_levels:
-            raise ValueError(
-                f"probs must have one entry per level of the law ({self.law.n_levels}), "
-                f"got {p.size}"
-            )
-        if np.any(p < 0.0):
-            raise ValueError("probs must be >= 0")
-        total = float(p.sum())
-        if abs(total - 1.0) > PROB_SUM_TOL:
-            raise ValueError(f"probs must sum to 1 within {PROB_SUM_TOL:g}, they sum to {total!r}")
-        p = p / total
-        if self.log_ratio is None:
-            with np.errstate(divide="ignore"):
-                lr = np.log(p) - np.log(self.law.probs)
-        else:
-            lr = np.asarray(self.log_ratio, dtype=np.float64)
-        p.setflags(write=False)
-        lr.setflags(write=False)
+        p, lr = checked_probs(self.probs, self.law.probs, self.log_ratio, "level")
         object.__setattr__(self, "probs", p)
         object.__setattr__(self, "log_ratio", lr)
 

@@ -73,6 +73,7 @@ from . import _kernels as K
 from ._validate import choice, finite_array, integer, positive_finite
 from .laws import PROB_SUM_TOL
 from .metrics import Evaluation
+from .policy import checked_probs
 from .transforms import Transform
 
 #: The largest N accepted: the sums over j = 0..N-1 cost O(L N) per evaluation.
@@ -188,24 +189,7 @@ class JointPolicy:
     def __post_init__(self) -> None:
         if not isinstance(self.law, JointLaw):
             raise ValueError(f"law must be a JointLaw, got {type(self.law).__name__}")
-        p = finite_array(self.probs, "probs").ravel()
-        if p.size != self.law.n_atoms:
-            raise ValueError(
-                f"probs must have one entry per atom of the law ({self.law.n_atoms}), got {p.size}"
-            )
-        if np.any(p < 0.0):
-            raise ValueError("probs must be >= 0")
-        total = float(math.fsum(p))
-        if abs(total - 1.0) > PROB_SUM_TOL:
-            raise ValueError(f"probs must sum to 1 within {PROB_SUM_TOL:g}, they sum to {total!r}")
-        p = p / total
-        if self.log_ratio is None:
-            with np.errstate(divide="ignore"):
-                lr = np.log(p) - np.log(self.law.probs)
-        else:
-            lr = np.asarray(self.log_ratio, dtype=np.float64)
-        p.setflags(write=False)
-        lr.setflags(write=False)
+        p, lr = checked_probs(self.probs, self.law.probs, self.log_ratio, "atom")
         object.__setattr__(self, "probs", p)
         object.__setattr__(self, "log_ratio", lr)
 
