@@ -51,6 +51,7 @@ KERNEL_TESTS = [
     "tests/test_theory.py",
     "tests/test_edges.py",
     "tests/test_fuzz.py",
+    "tests/test_pool.py",
 ]
 OPTIMAL_TESTS = ["tests/test_optimal.py", "tests/test_optimal_range.py"]
 
