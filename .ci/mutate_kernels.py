@@ -233,8 +233,8 @@ MUTATIONS = [
     Mutation(
         "exponent",
         KER,
-        "    vc = _betainc(b, a, Fc, 0)",
-        "    vc = _betainc(a, b, Fc, 0)",
+        "    vc = _betainc(b, a, Fc)",
+        "    vc = _betainc(a, b, Fc)",
         "betainc_pair upper side: (b, a) -> (a, b)",
     ),
     Mutation(
@@ -342,15 +342,15 @@ MUTATIONS = [
     Mutation(
         "exponent",
         KER,
-        "        return 1.0 - _betainc(float(k), float(n - k + 1), F, 0)",
-        "        return 1.0 - _betainc(float(k + 1), float(n - k + 1), F, 0)",
+        "        return 1.0 - _betainc(float(k), float(n - k + 1), F)",
+        "        return 1.0 - _betainc(float(k + 1), float(n - k + 1), F)",
         "_complement interior, F small: k -> k+1",
     ),
     Mutation(
         "exponent",
         KER,
-        "    return _betainc(float(n - k + 1), float(k), Fc, 0)",
-        "    return _betainc(float(n - k), float(k), Fc, 0)",
+        "    return _betainc(float(n - k + 1), float(k), Fc)",
+        "    return _betainc(float(n - k), float(k), Fc)",
         "_complement interior, F large: n-k+1 -> n-k",
     ),
     Mutation(
