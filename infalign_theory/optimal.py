@@ -100,6 +100,9 @@ _MAX_NEWTON = 60
 #: Newton iterations for a continuation stage: from the tangent predictor Newton converges
 #: in a few; one that has not in this many is better retried with half the step.
 _MAX_NEWTON_STAGE = 20
+#: Stages one continuation may take (the tests' longest path takes about 200): more means
+#: Newton is not converging (a wrong Jacobian), and the start is given up.
+_MAX_STAGES = 2000
 #: Where beta >= NEAR_BASE x spread(R_0) the tilt by R_0 (first variation at the base) is the
 #: optimum to a relative shape error below 1e-8, and is returned as such.
 NEAR_BASE = 1e8
@@ -874,7 +877,7 @@ def _continue(
     tangent: tuple[np.ndarray, float] | None = None
     if x_start != x_goal:
         tangent = _tangent_at(track, by_kl)
-    while True:
+    for _ in range(_MAX_STAGES):
         nxt = x_goal if abs(x_goal - current) <= abs(step) else current + step
         saved = (track.model, track.y.copy(), track.log_beta)
         if tangent is not None and tangent[0].size == track.y.size:
@@ -903,6 +906,7 @@ def _continue(
             step /= 2.0
             if abs(step) < 1e-7 * max(1.0, abs(x_goal)) or not np.isfinite(step):
                 return False
+    return False  # a path that needs this many stages is not converging: a failed start
 
 
 def _coarsen(
