@@ -41,7 +41,7 @@ from scipy import optimize
 
 from . import _kernels as K
 from . import _mesh
-from ._validate import choice, positive_finite
+from ._validate import beta_or_kl, choice
 from ._variation import Grid
 from .calibration import level_midpoints
 from .curves import TradeoffCurve, kl_limit
@@ -300,20 +300,12 @@ def solve(
     against: str,
 ) -> Any:
     """The optimum of W_T - beta KL (or of W_T at KL = budget); see the module docstring."""
-    from .optimal import BETA_RANGE, OptimalTransform  # the public module sits above
+    from .optimal import BETA_NOTE, BETA_RANGE, OptimalTransform  # the public module sits above
 
     procedure, ref = _check(procedure, against, law)
-    if (beta is None) == (kl_budget is None):
-        raise ValueError("give exactly one of beta and kl")
-    if beta is not None:
-        beta = positive_finite(beta, "beta")
-        if not BETA_RANGE[0] <= beta <= BETA_RANGE[1]:
-            raise ValueError(
-                f"beta must be in [{BETA_RANGE[0]:g}, {BETA_RANGE[1]:g}], got {beta!r}"
-            )
+    beta, kl_budget = beta_or_kl(beta, kl_budget, BETA_RANGE, BETA_NOTE)
     discrete = law if isinstance(law, DiscreteLaw) else None
     if kl_budget is not None:
-        kl_budget = positive_finite(kl_budget, "kl")
         if discrete is not None:
             limit = kl_limit(Identity(), discrete)
             if not kl_budget < limit:

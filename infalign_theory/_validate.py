@@ -77,3 +77,23 @@ def choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
     return str(value)
+
+
+def beta_or_kl(
+    beta: Any, kl: Any, beta_range: tuple[float, float], note: str = ""
+) -> tuple[float | None, float | None]:
+    """Exactly one of ``beta`` (in ``beta_range``) and a KL budget ``kl`` (> 0), checked.
+
+    ``note`` is appended to the message for a beta out of range (why the range ends there).
+    """
+    if (beta is None) == (kl is None):
+        raise ValueError("give exactly one of beta and kl")
+    if beta is not None:
+        beta = positive_finite(beta, "beta")
+        if not beta_range[0] <= beta <= beta_range[1]:
+            raise ValueError(
+                f"beta must be in [{beta_range[0]:g}, {beta_range[1]:g}], got {beta!r}{note}"
+            )
+    if kl is not None:
+        kl = positive_finite(kl, "kl")
+    return beta, kl

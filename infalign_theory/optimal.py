@@ -76,7 +76,7 @@ from scipy import special
 
 from . import _kernels as K
 from . import _mesh
-from ._validate import choice, positive_finite
+from ._validate import beta_or_kl, choice
 from .calibration import level_midpoints
 from .curves import TradeoffCurve, beta_for_kl, kl_limit
 from .laws import ContinuousLaw, DiscreteLaw, RewardLaw
@@ -112,6 +112,10 @@ _MAX_STEP = 1.0
 #: log beta is kept in [log 1e-300, log 1e300]: beyond it 1/beta or R/beta leaves double
 #: precision (and the tilt is the base policy, or saturated, long before).
 BETA_RANGE = (1e-300, 1e300)
+BETA_NOTE = (
+    " (beyond 1e300 the optimum is the base policy to double precision; below 1e-300 the tilt "
+    "leaves it)"
+)
 LOG_BETA_MIN, LOG_BETA_MAX = math.log(BETA_RANGE[0]), math.log(BETA_RANGE[1])
 #: The largest N the solver accepts: Best-of-N, Worst-of-N and k-th of N are exercised up to
 #: here (continuous and discrete, both comparisons, KL budgets from 1e-15 to 5, beta from
@@ -1356,18 +1360,7 @@ def solve_optimal(
         return _optimal_general.solve(procedure, beta=beta, kl_budget=kl, law=law, against=against)
     _check_procedure(procedure)
     choice(against, "against", AGAINST)
-    if (beta is None) == (kl is None):
-        raise ValueError("give exactly one of beta and kl")
-    if beta is not None:
-        beta = positive_finite(beta, "beta")
-        if not BETA_RANGE[0] <= beta <= BETA_RANGE[1]:
-            raise ValueError(
-                f"beta must be in [{BETA_RANGE[0]:g}, {BETA_RANGE[1]:g}], got {beta!r} (beyond "
-                "1e300 the optimum is the base policy to double precision; below 1e-300 the "
-                "tilt leaves it)"
-            )
-    if kl is not None:
-        kl = positive_finite(kl, "kl")
+    beta, kl = beta_or_kl(beta, kl, BETA_RANGE, BETA_NOTE)
     ref = _reference(procedure, against)
     if law is not None and not isinstance(law, DiscreteLaw | ContinuousLaw):
         raise ValueError(f"law must be a DiscreteLaw, ContinuousLaw or None, got {law!r}")

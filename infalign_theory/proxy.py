@@ -70,7 +70,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels as K
-from ._validate import choice, finite_array, integer, positive_finite
+from ._validate import beta_or_kl, choice, finite_array, integer, positive_finite
 from .laws import PROB_SUM_TOL
 from .metrics import Evaluation
 from .policy import checked_probs
@@ -679,16 +679,7 @@ def solve_proxy_optimal(
     if not isinstance(law, JointLaw):
         raise ValueError(f"law must be a JointLaw, got {type(law).__name__}")
     choice(against, "against", AGAINST)
-    if (beta is None) == (kl is None):
-        raise ValueError("give exactly one of beta and kl")
-    if beta is not None:
-        beta = positive_finite(beta, "beta")
-        if not BETA_RANGE[0] <= beta <= BETA_RANGE[1]:
-            raise ValueError(
-                f"beta must be in [{BETA_RANGE[0]:g}, {BETA_RANGE[1]:g}], got {beta!r}"
-            )
-    if kl is not None:
-        kl = positive_finite(kl, "kl")
+    beta, kl = beta_or_kl(beta, kl, BETA_RANGE)
     problem = _Problem(law, procedure, against)
     solver = _Solver(problem)
     R0 = problem.gradient(law.probs)
