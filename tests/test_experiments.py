@@ -109,18 +109,21 @@ def test_calibration_experiments_quick(tmp_path, name):
         assert [r["smallest_k"] for r in rows if r["transform"] == "identity"] == [1, 1]
 
 
-def test_bridge_converge_quick_wiring(tmp_path):
-    # the whole pipeline on the enumerable toy: base pool, exact prediction, training steps,
-    # pool evaluation and the JSON keys (a few steps: wiring, not convergence)
+def test_bridge_converge_quick_wiring(tmp_path, monkeypatch):
+    # the whole pipeline on the enumerable toy: base pool, exact prediction, training steps
+    # in two worker processes, pool evaluation and the JSON keys (a few steps: wiring, not
+    # convergence)
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))  # the workers import the module
     module = load("bridge_converge")
     work = tmp_path / "work"
-    args = ["--quick", "--out", str(tmp_path), "--work", str(work), "--no-progress"]
+    args = ["--quick", "--out", str(tmp_path), "--work", str(work), "--no-progress", "--jobs", "2"]
     png = module.main(args)
     assert png.exists() and png.stat().st_size > 10_000
     data = json.loads((tmp_path / "fig_bridge_converge.json").read_text())
     assert {"runs", "procedure", "device", "threads", "seconds", "study", "acceptance"} <= set(data)
+    assert data["processes"] == 2 and data["study"]["jobs"] == 2
     assert data["seconds"]["total"] > 0 and data["procedure"] == "best-of-4"
     study = data["study"]
     assert len(data["runs"]) == 2 * len(study["kls"])
@@ -135,7 +138,7 @@ def test_bridge_converge_quick_wiring(tmp_path):
         assert "kl_tokens" in run["training"][-1]
     for target in data["acceptance"]["targets"]:
         assert target["predicted_gain"] > 0.0
-    # a second call reads the finished runs back instead of training again
+    # a second call, in this process, reads the finished runs back instead of training again
     again = module.compute(module.STUDIES["quick"], work, progress=False)
     assert [r["measured"] for r in again["runs"]] == [r["measured"] for r in data["runs"]]
 

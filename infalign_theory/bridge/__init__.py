@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .ctrl import Calibrator, reference_rewards, trl_reward, trl_rloo_config
 from .evaluation import Estimate, Pool, PoolEvaluation, evaluate_pools, sample_pool
-from .head import TiltedHead, attach_tilted_head
+from .head import FeatureHead, TiltedHead, attach_feature_head, attach_tilted_head
 from .loop import CTRLConfig, CTRLTrainer
 from .models import load_model, smollm2_gguf, tiny_model, word_tokenizer
 from .rewards import Reward, VaderSentiment, WordCount
@@ -41,6 +41,7 @@ __all__ = [
     "CTRLTrainer",
     "Calibrator",
     "Estimate",
+    "FeatureHead",
     "Pool",
     "PoolEvaluation",
     "Reward",
@@ -49,6 +50,7 @@ __all__ = [
     "Toy",
     "VaderSentiment",
     "WordCount",
+    "attach_feature_head",
     "attach_tilted_head",
     "evaluate_pools",
     "load_model",

@@ -28,7 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .._validate import choice, integer
 from ..metrics import pool_win_rate
 from ..procedures import OrderStatistic, sampling
-from .head import rollout_logprobs, tilted_head
+from .head import policy_head, rollout_logprobs
 from .rewards import Reward, score
 from .rollout import sample
 
@@ -107,7 +107,7 @@ def sample_pool(
     texts = [p for p in prompts for _ in range(m)]
     rewards = np.empty(len(texts))
     ratios = np.empty(len(texts)) if reference is not None else None
-    hidden = reference is not None and tilted_head(model) is not None
+    hidden = reference is not None and policy_head(model) is not None
     chain = np.empty(len(texts)) if hidden else None
     bar = tqdm(total=len(texts), desc=desc, unit="sample", disable=not progress)
     for start in range(0, len(texts), batch_size):

@@ -66,7 +66,7 @@ from .._validate import choice, integer, positive_finite
 from ..calibration import ESTIMATORS
 from ..transforms import Transform
 from .ctrl import Calibrator, check_transform, reference_rewards, transformed
-from .head import TokenLogProbs, rollout_logprobs, tilted_head
+from .head import TokenLogProbs, policy_head, rollout_logprobs
 from .rewards import Reward, score
 from .rollout import sample
 
@@ -450,7 +450,7 @@ class CTRLTrainer:
             max_new_tokens=cfg.max_new_tokens,
             generator=self.generator,
             stop_at_eos=cfg.stop_at_eos,
-            keep_hidden=tilted_head(self.policy) is not None,
+            keep_hidden=policy_head(self.policy) is not None,
         )
         raw = score(self.reward, texts, roll.completions)
         cal = calibrator(idx, raw)
