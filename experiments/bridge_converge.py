@@ -18,9 +18,10 @@ The study, in order:
    calibrated reward of that law, and the prediction below is exact for it.
 2. **Prediction**, before any training: one beta for all prompts
    (:func:`~infalign_theory.prompts.shared_beta_for_kl`) at each KL target, for the identity
-   (calibrated RLHF) and for an exponential transform whose t the core picks for these laws
-   (:func:`choose_exponent`); the exact KL, standard and Best-of-N win rates of the tilted
-   policies (:func:`~infalign_theory.prompts.align_prompts`).
+   (calibrated RLHF) and for the exponential transform exp(t = ``t``), with the core's best t
+   for these laws and its gain recorded beside it (:func:`exponent_report`); the exact KL,
+   standard and Best-of-N win rates of the tilted policies
+   (:func:`~infalign_theory.prompts.align_prompts`).
 3. **Training**: one run per transform and target, CTRL (RLOO with the exact per-token KL,
    :mod:`infalign_theory.bridge.loop`) at the predicted beta, every prompt in every step.
    The policy is the base model with a trained output layer on its frozen trunk
@@ -48,22 +49,36 @@ exact tilt (0 when RL has reached it).
   e^(Phi/beta)). Three tokens still leave room for "pretty good", "so awesome" and "the best".
 * **The feature head with a shift.** Features alone (the valence bins of
   ``token_features``) reached KL 0.31 and gap 0.16; they cannot move words VADER does not
-  score, which the tilt also reweights ("the", as in "the best", up by a factor 1.7 on two
-  prompts, where the features-only policy halved it). Adding the rank-8 shift: KL 0.37, gap
-  0.11, Best-of-8 on its prediction. The shift is scaled by 1/sqrt(d): at full scale one
-  Adam step of 0.04 moved the policy by a KL of 19. Six features (valence, its sign,
+  score, which the tilt also reweights ("the", as in "the best", up by a factor 1.7-1.8 on two
+  prompts, where the features-only policy lowered it by a third). Adding the rank-8 shift:
+  KL 0.37, gap 0.11, Best-of-8 on its prediction (measured with the shift scaled by 0.05,
+  near the 1/sqrt(d) = 0.042 used here); at full scale the KL reached 19 within ten Adam
+  steps of 0.04. Six features (valence, its sign,
   negation, booster, exclamation) instead of valence bins: KL 0.30, gap 0.16, no better.
 * **Every prompt in every step, 16 completions each** (128 samples, about 4.3 s a step on one
   thread): the leave-one-out baseline is per prompt.
-* **Adam, learning rate 0.04 decaying linearly to 0.** STEPS_NOTE
-* **The exponent.** The core's best t for these laws is 23-30 (:func:`choose_exponent`),
-  which rewards only the top few percent of completions: at t = 23 a run (features-only head)
-  had spent a KL of 0.06 after 20 steps, at t = 10 0.10. t = 10, the smallest t with 80 % of
-  the best predicted gain at both targets, keeps a gain of 0.09-0.10 over the identity.
+* **Adam, learning rate 0.04 decaying linearly to 0 over 100 steps.** The identity runs spend
+  their KL within 30 steps (the figure's right panel). More steps did not help the
+  exponential: at t = 10 its objective E[Phi] - beta KL stayed at 0.15-0.17 (the tilt's:
+  0.19) from step 40 to step 100 of a 200-step run, and 150 steps at target 0.15 ended at KL
+  0.10 and Best-of-8 0.725 (predicted 0.785).
+* **The exponent, t = 5.** The core's best t for these laws is 23 and 30 (recorded in the
+  JSON), which rewards only the top few percent of completions: over steps 21-30 a run
+  (features-only head) had spent a KL of 0.06 at t = 23, of 0.10 at t = 10. At t = 10 (80 %
+  of the best predicted gain) the runs ended 0.06 below their predicted Best-of-8 win rates
+  (KL 0.30 of 0.40: 0.813 against 0.878); at t = 5 (54-58 % of it, still 0.064 and 0.070 ahead of
+  the identity) 0.03 below (KL 0.40: 0.816 against 0.845; KL 0.14 of 0.15: 0.725 against
+  0.756).
 * **Two runs at a time, one process and one thread each**, for a machine with two cores
   (``--jobs``, ``--threads`` for others).
 
-RESULTS_NOTE
+**What it measures** (``paper_figures/fig_bridge_converge.json``, 19 minutes): every run
+spends its predicted KL (within 15 % or 3 standard errors) and the identity runs land on
+their predicted Best-of-8 win rates; the exponential runs fall about 0.04 short of theirs, and
+the exponential measures only 0.01 ahead of the identity where 0.06-0.07 is predicted. The
+remaining KL(pi || pi*) of 0.04-0.11 is where the two tilts differ: the head cannot raise
+the rare best completions as much as the exponential's tilt does, and the trained policies
+sit between the two tilts.
 
 Acceptance, recorded per run and per target in the JSON (``acceptance``): measured KL within
 max(15 %, 3 se) of the prediction; measured Best-of-N win rate within max(0.03, 3 se); and at
