@@ -88,10 +88,12 @@ def test_output_law_and_win_rates_match_enumeration(case, n):
     p_out, q_out = enumerate_output(pairs, p, n), enumerate_output(pairs, q, n)
     got = proxy_apply(proc, pol).probs
     np.testing.assert_allclose(got, [float(x) for x in p_out], rtol=1e-13, atol=1e-16)
+    # a win rate sums at most 25 products of these masses, each good to the 1e-13 above; the
+    # sums round too (1.1e-15 off on one drawn case with abs 1e-15), so 1e-13 absolute
     exact = enumerate_win_rate(pairs, p_out, q_out)
-    assert proxy_win_rate(pol, proc) == pytest.approx(exact, abs=1e-15)
+    assert proxy_win_rate(pol, proc) == pytest.approx(exact, abs=1e-13)
     against_sample = enumerate_win_rate(pairs, p_out, q)
-    assert proxy_win_rate(pol, proc, against="sample") == pytest.approx(against_sample, abs=1e-15)
+    assert proxy_win_rate(pol, proc, against="sample") == pytest.approx(against_sample, abs=1e-13)
 
 
 def test_tie_breaking_matters_and_is_uniform():
