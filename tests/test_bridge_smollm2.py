@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -43,6 +44,19 @@ def test_smollm2_loads_offline_and_samples_its_own_distribution():
         full = sequence_logprobs(model, roll)
     assert torch.allclose(roll.logprobs, full, atol=2e-3)
     assert all(isinstance(c, str) for c in roll.completions)
+    # the VADER features of its vocabulary: " amazing" (valence 2.8) in the bin (2.75, 3],
+    # " horrible" (-2.5) in the negative bin (2.25, 2.5], " not" a negation
+    from infalign_theory.bridge import VaderSentiment
+
+    ids, feats = VaderSentiment().token_features(tok)
+    assert 3000 < len(ids) < 5000 and feats.shape == (len(ids), 22)
+    row = {int(i): r for i, r in zip(ids, feats, strict=True)}
+    (amazing,) = tok.encode(" amazing")
+    (horrible,) = tok.encode(" horrible")
+    (negation,) = tok.encode(" not")
+    assert np.flatnonzero(row[amazing]).tolist() == [6]
+    assert np.flatnonzero(row[horrible]).tolist() == [9 + 4]
+    assert np.flatnonzero(row[negation]).tolist() == [18]
 
 
 def test_bridge_run_smoke_preset(tmp_path):
