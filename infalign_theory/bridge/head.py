@@ -21,9 +21,10 @@ Two heads, both zero-initialised (the policy starts as the base):
   buys nothing.
 * :class:`FeatureHead` (:func:`attach_feature_head`): a context-dependent correction along
   fixed features of the words the reward responds to (a reward's ``token_features``), plus
-  the same low-rank shift, scaled down, for the other words. On SmolLM2 with VADER
-  (``experiments/bridge_converge.py``) it is what reaches the tilted policy: the features
-  say which words matter, the hidden state says where.
+  the same low-rank shift, scaled down, for the other words: the features say which words
+  matter, the hidden state says where. On SmolLM2 with VADER
+  (``experiments/bridge_converge.py``) it brings calibrated RLHF to its predicted point,
+  where the low-rank shift alone spent half the predicted KL.
 
 :func:`rollout_logprobs` is the one place where the training loop and the evaluation choose
 between this shortcut and full forward passes.
@@ -89,8 +90,8 @@ class FeatureHead(PolicyHead):
     space, e.g. a "the" that often leads to "the best". The scales make a step of an
     optimiser that moves every entry by about the same amount (Adam) move the logits about
     equally through each part: the d entries of a row of A act through :math:`\hat h/d`,
-    and the shift's d coordinates through :math:`1/\sqrt d` (at full scale the shift of a
-    135M-parameter model's head moved the policy by a KL of 19 in one step of 0.04).
+    and the shift's d coordinates through :math:`1/\sqrt d` (at full scale, on SmolLM2-135M,
+    ten Adam steps of 0.04 took the policy to a KL of 19).
     """
 
     def __init__(
