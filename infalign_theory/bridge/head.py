@@ -24,7 +24,7 @@ Two heads, both zero-initialised (the policy starts as the base):
   the same low-rank shift, scaled down, for the other words: the features say which words
   matter, the hidden state says where. On SmolLM2 with VADER
   (``experiments/bridge_converge.py``) it brings calibrated RLHF to its predicted point,
-  where the low-rank shift alone spent half the predicted KL.
+  where the low-rank shift alone (on eight-token completions) spent 20-50 % of its KL.
 
 :func:`rollout_logprobs` is the one place where the training loop and the evaluation choose
 between this shortcut and full forward passes.
