@@ -194,6 +194,8 @@ def test_reference_must_be_the_frozen_base_and_pad_started_prompts_stay_apart():
                   generator=torch.Generator().manual_seed(2), keep_hidden=True)  # fmt: skip
     with pytest.raises(ValueError, match="reference must be the frozen base"):
         rollout_logprobs(policy, other, roll)
+    with pytest.raises(ValueError, match="reference must be the frozen base"):
+        rollout_logprobs(policy, policy, roll)  # a reference with a policy head of its own
     # "<s> a" starts with the pad token: left-padded "a" has the same ids, another mask
     roll = sample(model, tok, ["<s> a", "a"] * 2, max_new_tokens=3,
                   generator=torch.Generator().manual_seed(1))  # fmt: skip

@@ -258,7 +258,7 @@ def rollout_logprobs(
     Summed over positions, ``kl`` is the chain-rule KL of the completion: an unbiased
     estimate of KL(pi || pi_ref) with less variance than the log-ratio.
 
-    With a :class:`TiltedHead` on ``policy`` and the hidden states kept by the sampler, all
+    With a :class:`PolicyHead` on ``policy`` and the hidden states kept by the sampler, all
     three come from the hidden states (the trunks are the same frozen weights; ``reference``
     is then not run). Otherwise both models run a forward pass over the rollout, and ``kl``
     is None.
@@ -273,7 +273,7 @@ def rollout_logprobs(
     ref_weight = getattr(reference.get_output_embeddings(), "weight", None)
     if ref_weight is None or not torch.equal(ref_weight, head.base.weight):
         raise ValueError(
-            "reference must be the frozen base of the policy's tilted head (the same output "
+            "reference must be the frozen base of the policy's head (the same output "
             "layer and trunk): its log-probabilities are read from the policy's hidden states"
         )
     tokens = rollout.input_ids[:, -mask.shape[1] :]  # (B, T)
