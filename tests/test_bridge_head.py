@@ -69,7 +69,7 @@ def test_attach_freezes_the_trunk_and_starts_at_the_base():
         assert torch.allclose(sequence_logprobs(policy, roll), sequence_logprobs(model, roll))
     with pytest.raises(ValueError, match="already has a policy head"):
         attach_tilted_head(policy)
-    with pytest.raises(ValueError, match="rank must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"rank must be an integer in \[1, 32\]"):
         attach_tilted_head(copy.deepcopy(model), rank=0)
 
 
@@ -194,6 +194,8 @@ def test_reference_must_be_the_frozen_base_and_pad_started_prompts_stay_apart():
                   generator=torch.Generator().manual_seed(2), keep_hidden=True)  # fmt: skip
     with pytest.raises(ValueError, match="reference must be the frozen base"):
         rollout_logprobs(policy, other, roll)
+    with pytest.raises(ValueError, match="reference must be the frozen base"):
+        rollout_logprobs(policy, policy, roll)  # a reference with a policy head of its own
     # "<s> a" starts with the pad token: left-padded "a" has the same ids, another mask
     roll = sample(model, tok, ["<s> a", "a"] * 2, max_new_tokens=3,
                   generator=torch.Generator().manual_seed(1))  # fmt: skip
@@ -245,7 +247,7 @@ def test_feature_head_starts_at_the_base_and_moves_only_its_tokens():
         attach_feature_head(fresh(), ids, feats[:1])
     with pytest.raises(ValueError, match="features must be finite"):
         attach_feature_head(fresh(), ids, torch.tensor([[1.0, float("nan")], [0.0, 1.0]]))
-    with pytest.raises(ValueError, match="rank must be an integer >= 0"):
+    with pytest.raises(ValueError, match=r"rank must be an integer in \[0, 32\]"):
         attach_feature_head(fresh(), ids, feats, rank=-1)
     # with a shift: its U and c start at zero, so the policy still starts as the base
     shifted = attach_feature_head(fresh(), ids, feats, rank=3)
@@ -281,3 +283,147 @@ def test_vader_token_features_follow_the_lexicon():
     assert np.array_equal(by_word["GREAT"], by_word["great"])  # case folded as VADER does
     for word, col in (("not", 0), ("very", 1), ("but", 2), ("!!!", 3)):
         assert np.flatnonzero(by_word[word]).tolist() == [2 * bins + col]
+
+
+def _formula_logits(head, h, kind):
+    """The head's documented logits, in float64 numpy from its parameters (not its code).
+
+    Tilted: W (h + s(h)); feature: W (h + s(h)/sqrt(d)) + F (A h/(d rms(h)) + b) on its
+    tokens; s(h) = rms(h) (U D h/(rms(h) sqrt(r)) + c), rms(h) = sqrt(mean(h^2)).
+    """
+    par = {n: p.detach().double().numpy() for n, p in head.named_parameters()}
+    h = h.detach().double().numpy()
+    d = h.shape[-1]
+    rms = np.sqrt((h**2).mean(-1, keepdims=True))
+    shift = np.zeros_like(h)
+    if "down.weight" in par:
+        r = par["down.weight"].shape[0]
+        low = (h / rms) @ par["down.weight"].T / np.sqrt(r)
+        shift = rms * (low @ par["up.weight"].T + par["up.bias"])
+    if kind == "tilted":
+        return (h + shift) @ par["base.weight"].T
+    logits = (h + shift / np.sqrt(d)) @ par["base.weight"].T
+    feats = head.features.double().numpy()
+    move = ((h / rms) @ par["proj.weight"].T / d + par["proj.bias"]) @ feats.T
+    for j, v in enumerate(head.token_ids.tolist()):
+        logits[:, v] += move[:, j]
+    return logits
+
+
+@pytest.mark.parametrize(("kind", "rank"), [("feature", 0), ("feature", 1), ("feature", 3),
+                                            ("tilted", 1), ("tilted", 3)])  # fmt: skip
+def test_policy_head_logits_follow_their_formula(kind, rank):
+    # every trainable parameter nonzero, token ids out of order, a float64 model (the head
+    # follows its dtype): the logits equal the formula of the class docstrings
+    tok = word_tokenizer(["a", "b", "c", "d"], eos=True)
+    model = tiny_model(len(tok), init_scale=0.3, eos_token_id=tok.eos_token_id, seed=1).double()
+    if kind == "tilted":
+        policy = attach_tilted_head(model, rank=rank, seed=2)
+    else:
+        ids, feats = torch.tensor([5, 2, 3]), torch.tensor([[1.0, 0.0], [0.5, 2.0], [0.0, -1.0]])
+        policy = attach_feature_head(model, ids, feats, rank=rank, seed=2)
+    head = policy.get_output_embeddings()
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for p in head.parameters():
+            if p.requires_grad:
+                assert p.dtype == torch.float64
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64))
+        hidden = 3.0 * torch.randn(7, 32, generator=gen, dtype=torch.float64)
+        got = head(hidden).numpy()
+    want = _formula_logits(head, hidden, kind)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert np.abs(want - head.base(hidden).detach().numpy()).max() > 0.1  # not the base's
+
+
+def test_feature_head_seed_is_its_own_and_checked():
+    tok = word_tokenizer(["a", "b", "c"], eos=True)
+    model = tiny_model(len(tok), init_scale=0.3, eos_token_id=tok.eos_token_id, seed=1)
+    ids, feats = torch.tensor([2, 4]), torch.ones(2, 1)
+
+    def down(seed):
+        policy = attach_feature_head(copy.deepcopy(model), ids, feats, rank=3, seed=seed)
+        return policy.get_output_embeddings().down.weight
+
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    first = down(5)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global stream is untouched
+    assert torch.equal(first, down(5)) and not torch.equal(first, down(6))
+    for bad in (-1, 1.5, None, True):
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            attach_feature_head(copy.deepcopy(model), ids, feats, rank=1, seed=bad)
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            attach_tilted_head(copy.deepcopy(model), rank=1, seed=bad)
+
+
+def test_feature_head_refuses_what_it_cannot_represent():
+    tok = word_tokenizer(["a", "b", "c"], eos=True)
+    model = tiny_model(len(tok), init_scale=0.3, eos_token_id=tok.eos_token_id, seed=1)
+    feats = torch.ones(2, 1)
+    fresh = lambda: copy.deepcopy(model)  # noqa: E731
+    for ids in (torch.tensor([True, False]), torch.tensor([2 + 0j, 4 + 0j])):
+        with pytest.raises(ValueError, match="token_ids must be a non-empty 1-D tensor of int"):
+            attach_feature_head(fresh(), ids, feats)
+    with pytest.raises(ValueError, match="token_ids must be a numeric tensor"):
+        attach_feature_head(fresh(), np.array(["2", "4"]), feats)
+    with pytest.raises(ValueError, match="features must be real"):
+        attach_feature_head(fresh(), [2, 4], torch.ones(2, 1, dtype=torch.complex64))
+    # finite in float64 but not in the float32 of the output layer
+    with pytest.raises(ValueError, match="features must be finite in the output layer's dtype"):
+        attach_feature_head(fresh(), [2, 4], torch.full((2, 1), 1e300, dtype=torch.float64))
+    # the shift's rank is at most the hidden size (32)
+    with pytest.raises(ValueError, match=r"rank must be an integer in \[0, 32\]"):
+        attach_feature_head(fresh(), [2, 4], feats, rank=33)
+    with pytest.raises(ValueError, match=r"rank must be an integer in \[1, 32\]"):
+        attach_tilted_head(fresh(), rank=10**12)
+    # a bfloat16 model: the head follows its dtype and starts at the base
+    half = attach_feature_head(fresh().to(torch.bfloat16), [2, 4], feats, rank=2)
+    head = half.get_output_embeddings()
+    hidden = torch.randn(3, 32, dtype=torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(head(hidden), head.base(hidden))
+
+
+class _Decoder:
+    """A tokenizer stand-in: token i decodes to ``pieces[i]``, as a BPE piece with its space."""
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+
+    def __len__(self):
+        return len(self.pieces)
+
+    def decode(self, ids):
+        return "".join(self.pieces[i] for i in ids)
+
+
+def test_token_features_read_pieces_as_vader_reads_words():
+    pytest.importorskip("vaderSentiment")
+    from infalign_theory.bridge import VaderSentiment, WordCount
+
+    reward = VaderSentiment()
+    lexicon = reward._analyzer.lexicon
+    edges = np.asarray(VaderSentiment.VALENCE_EDGES)
+    bins = len(edges) - 1
+    # VADER's scale is [-4, 4] (Hutto & Gilbert 2014): every valence has a bin
+    assert edges[0] == 0.0 and edges[-1] == 4.0
+    pieces = [" Great", "euphoria ", " kill", "!?", " !!", "great!", " the", " NOT"]
+    ids, feats = reward.token_features(_Decoder(pieces))
+    assert ids.tolist() == [0, 1, 2, 4, 7]  # "!?", "great!" and "the" are none of them
+    rows = dict(zip(ids.tolist(), feats, strict=True))
+    for i, word in ((0, "great"), (1, "euphoria"), (2, "kill")):
+        v = lexicon[word]
+        assert abs(v) > 3.0 or word == "great"  # "euphoria" and "kill" in the top bins
+        (hot,) = np.flatnonzero(rows[i])
+        sign = bins if v < 0 else 0
+        assert 0 <= hot - sign < bins and edges[hot - sign] < abs(v) <= edges[hot - sign + 1]
+    assert np.flatnonzero(rows[4]).tolist() == [2 * bins + 3]  # a run of "!"
+    assert np.flatnonzero(rows[7]).tolist() == [2 * bins]  # negation, case folded
+
+    count = WordCount("good")
+    ids, feats = count.token_features(_Decoder([" good", "Good", "goods", "good ", "a"]))
+    assert ids.tolist() == [0, 3] and ids.dtype == np.int64
+    assert feats.shape == (2, 1) and np.all(feats == 1.0)
+    with pytest.raises(ValueError, match="no token of the tokenizer is the word 'good'"):
+        count.token_features(_Decoder(["a", "Good"]))

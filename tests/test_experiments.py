@@ -136,11 +136,32 @@ def test_bridge_converge_quick_wiring(tmp_path, monkeypatch):
             assert math.isfinite(run["measured"][key]["value"])
         assert len(run["training"]) == study["steps"]
         assert "kl_tokens" in run["training"][-1]
+    exponent = data["exponent"]
+    assert exponent["t"] == study["t"]
     for target in data["acceptance"]["targets"]:
         assert target["predicted_gain"] > 0.0
+        # the exponent report's gain at the study's t is the runs' predicted gain, and the
+        # core's best t gains at least as much
+        key = str(target["target_kl"])
+        assert exponent["predicted_gain"][key] == pytest.approx(target["predicted_gain"], rel=1e-9)
+        assert exponent["best_gain_per_target"][key] >= exponent["predicted_gain"][key] - 1e-9
     # a second call, in this process, reads the finished runs back instead of training again
     again = module.compute(module.STUDIES["quick"], work, progress=False)
     assert [r["measured"] for r in again["runs"]] == [r["measured"] for r in data["runs"]]
+
+
+@pytest.mark.parametrize(("option", "value"), [("--jobs", "0"), ("--threads", "-1"),
+                                                ("--steps", "0")])  # fmt: skip
+def test_bridge_converge_refuses_counts_below_one(tmp_path, capsys, option, value):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    module = load("bridge_converge")
+    work = tmp_path / "work"
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--quick", "--out", str(tmp_path), "--work", str(work), option, value])
+    assert exit_info.value.code == 2
+    assert f"{option} must be an integer >= 1, got {value}" in capsys.readouterr().err
+    assert not work.exists()  # refused before any work
 
 
 def test_fig_ties_quick(tmp_path):

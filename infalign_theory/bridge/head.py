@@ -105,7 +105,7 @@ class FeatureHead(PolicyHead):
         super().__init__()
         self.base = base.requires_grad_(False)
         self.register_buffer("token_ids", token_ids.long())
-        self.register_buffer("features", features.float())
+        self.register_buffer("features", features.to(base.weight.dtype))
         self.proj = torch.nn.Linear(hidden, features.shape[1], bias=True)
         with torch.no_grad():
             self.proj.weight.zero_()
@@ -150,16 +150,18 @@ def _low_rank_shift(
 def attach_tilted_head(model: PreTrainedModel, rank: int = 16, *, seed: int = 0) -> PreTrainedModel:
     """Freeze ``model`` and make its output layer a :class:`TiltedHead` (in place; returned).
 
-    ``rank`` (>= 1) is the rank of the correction; ``seed`` fixes D's initial weights.
+    ``rank`` (1 to the hidden size) is the rank of the correction; ``seed`` (>= 0) fixes D's
+    initial weights. The head's parameters take the output layer's dtype and device.
     """
-    rank = integer(rank, "rank", 1)
     base = _output_layer(model)
     hidden = base.weight.shape[1]
+    rank = integer(rank, "rank", 1, hidden)
+    seed = integer(seed, "seed", 0)
     model.requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = TiltedHead(base, hidden, rank)
-    model.set_output_embeddings(head.to(base.weight.device))
+    model.set_output_embeddings(head.to(device=base.weight.device, dtype=base.weight.dtype))
     return model
 
 
@@ -173,32 +175,51 @@ def attach_feature_head(
 ) -> PreTrainedModel:
     """Freeze ``model`` and make its output layer a :class:`FeatureHead` (in place; returned).
 
-    ``token_ids`` (k distinct ids inside the vocabulary) and ``features`` (k x m, finite) fix
-    the directions in which the policy may move the logits of the words the reward responds
-    to; ``rank`` (>= 0) is the rank of the shift that moves the others, ``seed`` fixes its
-    D's initial weights.
+    ``token_ids`` (k distinct integer ids inside the vocabulary) and ``features`` (k x m,
+    real, finite in the output layer's dtype) fix the directions in which the policy may move
+    the logits of the words the reward responds to; ``rank`` (0 to the hidden size) is the
+    rank of the shift that moves the others, ``seed`` (>= 0) fixes its D's initial weights.
+    The head's parameters and features take the output layer's dtype and device.
     """
-    rank = integer(rank, "rank", 0)
     base = _output_layer(model)
     vocab, hidden = base.weight.shape
-    token_ids = torch.as_tensor(token_ids)
-    features = torch.as_tensor(features)
-    if token_ids.ndim != 1 or token_ids.numel() == 0 or token_ids.dtype.is_floating_point:
-        raise ValueError("token_ids must be a non-empty 1-D tensor of integer token ids")
+    rank = integer(rank, "rank", 0, hidden)
+    seed = integer(seed, "seed", 0)
+    token_ids = _tensor(token_ids, "token_ids")
+    features = _tensor(features, "features")
+    kind = token_ids.dtype
+    if token_ids.ndim != 1 or token_ids.numel() == 0 or not _integral(kind):
+        raise ValueError(
+            f"token_ids must be a non-empty 1-D tensor of integer token ids, got shape "
+            f"{tuple(token_ids.shape)} of {kind}"
+        )
     if int(token_ids.min()) < 0 or int(token_ids.max()) >= vocab:
         raise ValueError(f"token_ids must lie in [0, {vocab}) (the vocabulary)")
     if token_ids.unique().numel() != token_ids.numel():
         raise ValueError("token_ids must be distinct")
     if features.ndim != 2 or features.shape[0] != token_ids.numel() or features.shape[1] < 1:
         raise ValueError("features must have shape (len(token_ids), m) with m >= 1")
-    if not bool(torch.isfinite(features).all()):
-        raise ValueError("features must be finite")
+    if features.dtype.is_complex:
+        raise ValueError("features must be real, got complex values")
+    if not bool(torch.isfinite(features.to(base.weight.dtype)).all()):
+        raise ValueError(f"features must be finite in the output layer's dtype {base.weight.dtype}")
     model.requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = FeatureHead(base, hidden, token_ids, features, rank)
-    model.set_output_embeddings(head.to(base.weight.device))
+    model.set_output_embeddings(head.to(device=base.weight.device, dtype=base.weight.dtype))
     return model
+
+
+def _tensor(values: object, name: str) -> torch.Tensor:
+    try:
+        return torch.as_tensor(values)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{name} must be a numeric tensor ({exc})") from exc
+
+
+def _integral(dtype: torch.dtype) -> bool:
+    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
 
 
 def _output_layer(model: PreTrainedModel) -> torch.nn.Module:
@@ -238,7 +259,7 @@ def rollout_logprobs(
     Summed over positions, ``kl`` is the chain-rule KL of the completion: an unbiased
     estimate of KL(pi || pi_ref) with less variance than the log-ratio.
 
-    With a :class:`TiltedHead` on ``policy`` and the hidden states kept by the sampler, all
+    With a :class:`PolicyHead` on ``policy`` and the hidden states kept by the sampler, all
     three come from the hidden states (the trunks are the same frozen weights; ``reference``
     is then not run). Otherwise both models run a forward pass over the rollout, and ``kl``
     is None.
@@ -250,10 +271,10 @@ def rollout_logprobs(
         with torch.no_grad():
             logp_ref = token_logprobs(reference, rollout)
         return TokenLogProbs(logp, logp_ref, None)
-    ref_head = reference.get_output_embeddings()
-    if ref_head is None or not torch.equal(ref_head.weight, head.base.weight):
+    ref_weight = getattr(reference.get_output_embeddings(), "weight", None)
+    if ref_weight is None or not torch.equal(ref_weight, head.base.weight):
         raise ValueError(
-            "reference must be the frozen base of the policy's tilted head (the same output "
+            "reference must be the frozen base of the policy's head (the same output "
             "layer and trunk): its log-probabilities are read from the policy's hidden states"
         )
     tokens = rollout.input_ids[:, -mask.shape[1] :]  # (B, T)
