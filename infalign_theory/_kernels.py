@@ -1559,43 +1559,6 @@ def gumbel_smooth(y, lam, ua, ub, coef, cdf_a, xi, wi, out):
 
 
 @jit
-def _log_factor_terms(u, lam, m, z0, z1, width, ya, yb, qcoef, xi, wi, state):
-    """Add the Gauss nodes of [z0, z1] (pieces of ``width``) to a running log-sum-exp.
-
-    ``state`` = (top, acc, panel of y reached so far); terms are log w + log gam(z) +
-    m log Q(u + lam z).
-    """
-    P = ya.size
-    pieces = int(math.ceil((z1 - z0) / width))
-    if pieces < 1:
-        pieces = 1
-    step = (z1 - z0) / pieces
-    hh = 0.5 * step
-    top, acc, p = state[0], state[1], int(state[2])
-    for k in range(pieces):
-        s0 = z0 + k * step
-        for i in range(xi.size):
-            z = s0 + hh * (1.0 + xi[i])
-            y = u + lam * z
-            if y < ya[0]:
-                continue
-            term = math.log(hh * wi[i]) - z - math.exp(-z)
-            if y < yb[P - 1]:
-                while p + 1 < P and ya[p + 1] <= y:
-                    p += 1
-                q = _legendre_value(qcoef[p], (2.0 * y - ya[p] - yb[p]) / (yb[p] - ya[p]))
-                if q <= 0.0:
-                    continue
-                term += m * math.log(min(q, 1.0))
-            if term > top:
-                acc = acc * math.exp(top - term) + 1.0
-                top = term
-            else:
-                acc += math.exp(term - top)
-    state[0], state[1], state[2] = top, acc, p
-
-
-@jit
 def _factor_terms(u, lam, m, z0, z1, width, ya, yb, qcoef, xi, wi, grid_w):
     """The sum of w gam(z) Q(u + lam z)^m over the Gauss nodes of [z0, z1] in pieces of ``width``.
 
