@@ -15,7 +15,7 @@ policy can do) and of the identity transform (calibrated RLHF), on two kinds of 
   placed at the bottom (below every other level), in the middle (half the untied mass below
   it) or at the top (above every other level).
 * **a sentiment-like law with many exact zeros.** VADER's compound sentiment of a short
-  completion is exactly 0 for about 40 % of a base pool (a "neutral" text; 61 % in the
+  completion is exactly 0 for about 40 % of a base pool (a "neutral" text; 48 % in the
   SmolLM2 pool of ``experiments/bridge_converge.py``, ``base_rewards_zero`` in
   ``paper_figures/fig_bridge_converge.json``): mass m sits at 0 and the rest on 200 distinct
   non-zero scores in (-1, 1), a third of it negative and two thirds positive (an assumed
@@ -62,7 +62,7 @@ class Config:
     negative_share: float = 1.0 / 3.0
     # fractions of exact zeros marked on the sentiment panel: a VADER base pool of short
     # completions, and the SmolLM2 pool of experiments/bridge_converge.py
-    marks: tuple[float, ...] = (0.40, 0.607421875)
+    marks: tuple[float, ...] = (0.40, 0.48388671875)
 
 
 def tied_law(m: float, position: str, levels: int) -> ia.DiscreteLaw:
