@@ -380,18 +380,16 @@ def curves(
 
 
 def run_one(
-    study: Study, work: Path, key: str, kl: float, t: float, pred: dict[str, float],
-    progress: bool, loaded: tuple[Any, ...] | None = None,
+    study: Study, work: Path, key: str, kl: float, tr: ia.Transform, pred: dict[str, float],
+    refs: np.ndarray, progress: bool, loaded: tuple[Any, ...] | None = None,
 ) -> tuple[dict[str, Any], float]:  # fmt: skip
-    """Train and evaluate one (transform, target) run; in a worker process when ``loaded`` is
-    None (the model is loaded there and the base pool read from ``work``)."""
+    """Train and evaluate one (transform, target) run against the base pool's rewards
+    ``refs``; in a worker process when ``loaded`` is None (the model is loaded there)."""
     t0 = time.perf_counter()
     if loaded is None:
         torch.set_num_threads(study.threads)
         loaded = setup(study)
     model, tokenizer, prompts, reward, stop = loaded
-    refs = base_rewards(model, tokenizer, prompts, reward, study, stop, work, progress=False)
-    tr = ia.Identity() if key == "identity" else ia.Exponential(t)
     procedure = ia.best_of(study.n)
     folder = work / f"{key}_kl{kl:g}"
     policy, history = train(model, tokenizer, prompts, reward, tr, pred["beta"], refs,
@@ -424,13 +422,12 @@ def compute(study: Study, work: Path, progress: bool = True) -> dict[str, Any]:
     refs = base_rewards(model, tokenizer, prompts, reward, study, stop, work, progress)
     laws = laws_of(refs)
     sampled = time.perf_counter()
-    t = study.t
     exponent = exponent_report(laws, study, procedure)
-    transforms = {"identity": ia.Identity(), "exponential": ia.Exponential(t)}
+    transforms = {"identity": ia.Identity(), "exponential": ia.Exponential(study.t)}
     predicted = {(key, kl): prediction(laws, tr, kl, procedure)
                  for key, tr in transforms.items() for kl in study.kls}  # fmt: skip
     predicted_at = time.perf_counter()
-    jobs = [(key, kl, t, pred) for (key, kl), pred in predicted.items()]
+    jobs = [(key, kl, transforms[key], pred, refs) for (key, kl), pred in predicted.items()]
     jobs.sort(key=lambda j: j[0] != "exponential")  # the slower runs first
     if study.jobs == 1:
         done = [run_one(study, work, *job, progress, loaded=(model, tokenizer, prompts, reward,
