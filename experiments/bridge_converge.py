@@ -75,10 +75,25 @@ exact tilt (0 when RL has reached it).
 **What it measures** (``paper_figures/fig_bridge_converge.json``, 19 minutes): every run
 spends its predicted KL (within 15 % or 3 standard errors) and the identity runs land on
 their predicted Best-of-8 win rates; the exponential runs fall about 0.04 short of theirs, and
-the exponential measures only 0.01 ahead of the identity where 0.06-0.07 is predicted. The
-remaining KL(pi || pi*) of 0.04-0.11 is where the two tilts differ: the head cannot raise
-the rare best completions as much as the exponential's tilt does, and the trained policies
-sit between the two tilts.
+the exponential measures only 0.01 ahead of the identity where 0.06-0.07 is predicted.
+``experiments/bridge_diagnose.py`` says why: the 256-completion pool makes every prediction
+about 0.02 low (the base model's own tilt, from 2048 fresh completions per prompt, is where
+the identity runs land, and 0.06 above the exponential runs); and the head can represent the
+tilt (an exact-gradient fit of the first token's tilted law gets within 0.004-0.018 nats in
+300 steps) but 100 steps of this optimiser leave about half of the trained policies' distance
+even without sampling noise. The exponential's Best-of-8 win rate rests on the rare best
+completions and is the one that suffers.
+
+Variants that did not close the gap (exponential at KL 0.4, one run each, Best-of-8 against
+its prediction of 0.845, then KL(pi || pi*)): 200 steps, 0.818 and 0.084; 32 completions per
+prompt per step, 0.822 and 0.080; 64 per prompt for 50 steps, 0.797 and 0.093; the first four
+prompts with 32 each, 0.814 (prediction 0.838) and 0.072, KL 0.33; a constant learning rate of
+0.02, 0.819 and 0.124 (KL 0.46); a rank-16 LoRA on the last block's MLP (scaled 0.1 or 0.02)
+inside the head, 0.817 and 0.078; a rank-16 LoRA on the output layer in place of the head:
+its exact first-token fit is far better (0.0007 nats after 100 steps) but its training
+objective trailed the feature head's throughout (each word's parameters learn only from the
+samples that contain it). At KL 0.15, 200 steps: 0.733 (prediction 0.756), 32 per prompt:
+0.718.
 
 Acceptance, recorded per run and per target in the JSON (``acceptance``): measured KL within
 max(15 %, 3 se) of the prediction; measured Best-of-N win rate within max(0.03, 3 se); and at

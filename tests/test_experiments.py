@@ -164,6 +164,45 @@ def test_bridge_converge_refuses_counts_below_one(tmp_path, capsys, option, valu
     assert not work.exists()  # refused before any work
 
 
+@pytest.mark.parametrize("t", [0.0, 5.0])
+def test_bridge_diagnose_metrics_of_the_pool_itself_are_the_prediction(t, monkeypatch):
+    # tilting the pool's own samples by the trainer's reward (mid-rank calibration against the
+    # pool) must give the core's exact prediction for the pool's law: the diagnosis's numpy
+    # route against align_prompts, on pools with heavy ties
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    bc = load("bridge_converge")
+    diag = load("bridge_diagnose")
+    import infalign_theory as ia
+
+    rng = np.random.default_rng(7)
+    pools = [np.where(rng.random(256) < 0.45, 0.0, np.round(rng.normal(0.3, 0.4, 256), 1))
+             for _ in range(3)]  # fmt: skip
+    tr = ia.Exponential(t) if t else ia.Identity()
+    for kl in (0.15, 0.6):
+        pred = bc.prediction(bc.laws_of(np.array(pools)), tr, kl, ia.best_of(8))
+        mine = np.mean([diag.law_metrics(p, diag.tilt_weights(p, p, tr, pred["beta"]), p, 8)
+                        for p in pools], axis=0)  # fmt: skip
+        want = [pred["kl"], pred["win_rate"], pred["standard_win_rate"]]
+        assert mine == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_bridge_diagnose_tilted_first_token():
+    # pi*(v) = pi_ref(v) E[w | v] / E[w] on the tokens seen, base probability elsewhere,
+    # renormalised; uniform weights give the base law back
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    diag = load("bridge_diagnose")
+    base = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64))
+    first = np.array([0, 0, 1, 1])
+    assert torch.allclose(diag.tilted_first_token(base, first, np.full(4, 0.25)), base)
+    w = np.array([0.1, 0.1, 0.3, 0.5])  # E[w | 0] = 0.1, E[w | 1] = 0.4, E[w] = 0.25
+    got = diag.tilted_first_token(base, first, w).exp()
+    raw = torch.tensor([0.5 * 0.4, 0.3 * 1.6, 0.15, 0.05], dtype=torch.float64)
+    assert torch.allclose(got, raw / raw.sum())
+
+
 def test_fig_ties_quick(tmp_path):
     png = load("fig_ties").main(["--quick", "--out", str(tmp_path)])
     assert png.exists() and png.stat().st_size > 10_000
