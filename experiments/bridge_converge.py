@@ -259,17 +259,22 @@ def exponent_report(laws: list[ia.DiscreteLaw], study: Study, procedure: Any) ->
     }
 
 
+def initial_policy(model: Any, tokenizer: Any, reward: Any, study: Study) -> Any:
+    """A copy of ``model`` with the study's feature head, at the base (nothing trained yet)."""
+    ids, features = reward.token_features(tokenizer)
+    return attach_feature_head(
+        copy.deepcopy(model), torch.from_numpy(ids), torch.from_numpy(features), study.rank,
+        seed=study.seed,
+    )  # fmt: skip
+
+
 def train(
     model: Any, tokenizer: Any, prompts: list[str], reward: Any, transform: ia.Transform,
     beta: float, references: np.ndarray, study: Study, stop: bool, folder: Path,
     progress: bool,
 ) -> tuple[Any, list[dict[str, Any]]]:  # fmt: skip
     """Train a feature-head copy of ``model`` with CTRL at ``beta`` (resumes from ``folder``)."""
-    ids, features = reward.token_features(tokenizer)
-    policy = attach_feature_head(
-        copy.deepcopy(model), torch.from_numpy(ids), torch.from_numpy(features), study.rank,
-        seed=study.seed,
-    )  # fmt: skip
+    policy = initial_policy(model, tokenizer, reward, study)
     config = CTRLConfig(
         beta=beta, steps=study.steps, prompts_per_step=len(prompts),
         group_size=study.group_size, max_new_tokens=study.max_new_tokens,

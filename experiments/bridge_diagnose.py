@@ -28,7 +28,6 @@ model per prompt (cached beside the study) and asks two questions of every run.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import sys
@@ -43,7 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bridge_converge as bc  # noqa: E402
 
 import infalign_theory as ia  # noqa: E402
-from infalign_theory.bridge.head import attach_feature_head  # noqa: E402
 from infalign_theory.bridge.rewards import score  # noqa: E402
 from infalign_theory.bridge.rollout import encode_prompts, sample  # noqa: E402
 from infalign_theory.calibration import calibrate_empirical  # noqa: E402
@@ -134,10 +132,8 @@ def reverse_kl(logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def head_for(model: Any, tokenizer: Any, reward: Any, study: bc.Study) -> Any:
-    ids, feats = reward.token_features(tokenizer)
-    policy = attach_feature_head(copy.deepcopy(model), torch.from_numpy(ids),
-                                 torch.from_numpy(feats), study.rank, seed=study.seed)  # fmt: skip
-    return policy.get_output_embeddings()
+    """The study's head, untrained (its output layer and correction)."""
+    return bc.initial_policy(model, tokenizer, reward, study).get_output_embeddings()
 
 
 def exact_fit(
