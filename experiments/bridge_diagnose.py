@@ -12,7 +12,7 @@ model per prompt (cached beside the study) and asks two questions of every run.
    prediction is; the differences (``base_model_tilt`` minus ``predicted``) are what a finite
    pool adds to the prediction.
 2. **Can the trained head represent the tilt, and does training get there?** The first
-   token carries most of the tilt's KL (the prompt ends where the verdict goes). Its law under
+   token carries about half of the tilt's KL (the prompt ends where the verdict goes). Its law under
    the tilt, pi*(v) proportional to pi_ref(v) E[e^(Phi/beta) | first token v], is estimated
    from the fresh completions (tokens they never start with keep their base probability,
    renormalised). Reported: the trained policy's first-token KL(pi || pi*), and that of a
