@@ -12,7 +12,7 @@ model per prompt (cached beside the study) and asks two questions of every run.
    prediction is; the differences (``base_model_tilt`` minus ``predicted``) are what a finite
    pool adds to the prediction.
 2. **Can the trained head represent the tilt, and does training get there?** The first
-   token carries most of the tilt's KL (the prompt ends where the verdict goes). Its law under
+   token carries about half of the tilt's KL (the prompt ends where the verdict goes). Its law under
    the tilt, pi*(v) proportional to pi_ref(v) E[e^(Phi/beta) | first token v], is estimated
    from the fresh completions (tokens they never start with keep their base probability,
    renormalised). Reported: the trained policy's first-token KL(pi || pi*), and that of a
@@ -170,7 +170,13 @@ def main(argv: list[str] | None = None) -> Path:
     study = bc.STUDIES["cpu"]
     torch.set_num_threads(2)
     model, tokenizer, prompts, reward, _ = bc.setup(study)
-    pool = np.array(json.loads((args.work / "base_pool.json").read_text())["rewards"])
+    saved = json.loads((args.work / "base_pool.json").read_text())
+    key = {"prompts": bc._digest(prompts), "model": study.model, "base_pool": study.base_pool,
+           "max_new_tokens": study.max_new_tokens, "seed": study.seed}  # fmt: skip
+    if saved.get("key") != key:
+        parser.error(f"--work {args.work}: its base pool belongs to another study "
+                     f"({saved.get('key')}), not this one ({key})")  # fmt: skip
+    pool = np.array(saved["rewards"])
     first, fresh = fresh_completions(model, tokenizer, prompts, reward, args.samples,
                                      study.seed + 20, args.work)  # fmt: skip
     laws = bc.laws_of(pool)
@@ -199,12 +205,25 @@ def main(argv: list[str] | None = None) -> Path:
             ckpt = args.work / f"{key}_kl{kl:g}" / "checkpoint.pt"
             if ckpt.exists():
                 head = head_for(model, tokenizer, reward, study)
-                state = torch.load(ckpt, weights_only=True)["policy"]
-                trained = {k.removeprefix("lm_head."): v for k, v in state.items()}
-                missing, unexpected = head.load_state_dict(trained, strict=False)
-                names = {n for n, p in head.named_parameters() if p.requires_grad}
-                if unexpected or names & set(missing):
-                    raise ValueError(f"{ckpt} does not hold this study's head ({unexpected})")
+                saved_run = torch.load(ckpt, weights_only=True)
+                where = f"--work {args.work}: {ckpt}"
+                if saved_run.get("step") != study.steps:
+                    step = saved_run.get("step")
+                    parser.error(f"{where} is at step {step}, not {study.steps} (unfinished)")
+                policy = saved_run["policy"]
+                trained = {k.removeprefix("lm_head."): v for k, v in policy.items()}
+                try:
+                    missing, unexpected = head.load_state_dict(trained, strict=False)
+                except RuntimeError as err:  # a head of another shape
+                    parser.error(f"{where} does not hold this study's head: {err}")
+                lost = sorted(
+                    {n for n, p in head.named_parameters() if p.requires_grad} & set(missing)
+                )
+                if unexpected or lost:
+                    parser.error(
+                        f"{where} does not hold this study's head "
+                        f"(unexpected {unexpected[:3]}, missing {lost[:3]})"
+                    )
                 with torch.no_grad():
                     logp = torch.log_softmax(head(hidden).float(), -1)
                 row["first_token"]["trained_kl_to_base"] = float(

@@ -7,6 +7,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -201,6 +202,34 @@ def test_bridge_diagnose_tilted_first_token():
     got = diag.tilted_first_token(base, first, w).exp()
     raw = torch.tensor([0.5 * 0.4, 0.3 * 1.6, 0.15, 0.05], dtype=torch.float64)
     assert torch.allclose(got, raw / raw.sum())
+
+
+def test_bridge_diagnose_reverse_kl_and_exact_fit_schedule(monkeypatch):
+    # KL(pi || pi*) in that direction (closed form for two-point laws), and the exact fit's
+    # step size decaying linearly to 0 as the trainer's "linear" schedule does
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    diag = load("bridge_diagnose")
+    pi = torch.tensor([[0.25, 0.75]], dtype=torch.float64).log()
+    star = torch.tensor([[0.5, 0.5]], dtype=torch.float64).log()
+    want = 0.25 * np.log(0.5) + 0.75 * np.log(1.5)
+    assert float(diag.reverse_kl(pi, star)) == pytest.approx(want, rel=1e-12)
+    lrs = []
+
+    class Recording(torch.optim.Adam):
+        def step(self, *args, **kwargs):
+            lrs.append(self.param_groups[0]["lr"])
+            return super().step(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", Recording)
+    torch.manual_seed(0)
+    head, hidden = torch.nn.Linear(3, 2), torch.randn(4, 3)
+    target = star.float().expand(4, 2)
+    kl = diag.exact_fit(head, hidden, target, SimpleNamespace(learning_rate=0.04), 4)
+    assert lrs == pytest.approx([0.04, 0.03, 0.02, 0.01], rel=1e-12)
+    with torch.no_grad():
+        after = float(diag.reverse_kl(torch.log_softmax(head(hidden), -1), target))
+    assert kl == pytest.approx(after, rel=1e-6)
 
 
 def test_fig_ties_quick(tmp_path):
