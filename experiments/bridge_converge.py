@@ -80,9 +80,9 @@ the exponential measures only 0.01 ahead of the identity where 0.06-0.07 is pred
 about 0.02 low (the base model's own tilt, from 2048 fresh completions per prompt, is where
 the identity runs land, and 0.06 above the exponential runs); and the head can represent the
 tilt (an exact-gradient fit of the first token's tilted law gets within 0.004-0.018 nats in
-300 steps) but 100 steps of this optimiser leave about half of the trained policies' distance
-even without sampling noise. The exponential's Best-of-8 win rate rests on the rare best
-completions and is the one that suffers.
+300 steps), while 100 steps of this optimiser end, even without sampling noise, about half as
+far from it as training does. The exponential's tilt moves its weight to the rare best
+completions, which a Best-of-8 win rate rewards, so its runs lose most there.
 
 Variants that did not close the gap (exponential at KL 0.4, one run each, Best-of-8 against
 its prediction of 0.845, then KL(pi || pi*)): 200 steps, 0.818 and 0.084; 32 completions per

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import logsumexp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bridge_converge as bc  # noqa: E402
@@ -74,13 +75,13 @@ def fresh_completions(
     return first_a, rewards_a
 
 
-def tilt_weights(
+def log_tilt_weights(
     rewards: np.ndarray, pool: np.ndarray, tr: ia.Transform, beta: float
 ) -> np.ndarray:
-    """e^(Phi(C^)/beta) of each completion, C^ calibrated against ``pool``, normalised."""
+    """log of e^(Phi(C^)/beta) of each completion, normalised to sum to one; C^ is
+    calibrated against ``pool``. In logs, so that no completion's weight underflows to 0."""
     phi = np.asarray(tr(calibrate_empirical(rewards, pool)), dtype=np.float64) / beta
-    w = np.exp(phi - phi.max())
-    return w / w.sum()
+    return phi - logsumexp(phi)
 
 
 def law_metrics(rewards: np.ndarray, weights: np.ndarray, pool: np.ndarray, n: int) -> list[float]:
@@ -117,13 +118,15 @@ def first_token_laws(
 
 
 def tilted_first_token(
-    base_logp: torch.Tensor, first: np.ndarray, weights: np.ndarray
+    base_logp: torch.Tensor, first: np.ndarray, log_weights: np.ndarray
 ) -> torch.Tensor:
-    """log pi*(v): the base's first-token law times E[w | v]/E[w] where v was seen."""
-    ratio = np.ones(base_logp.shape[0])
-    seen, inverse = np.unique(first, return_inverse=True)
-    ratio[seen] = np.bincount(inverse, weights=weights) / np.bincount(inverse) * first.size
-    out = base_logp + torch.log(torch.as_tensor(ratio, dtype=base_logp.dtype))
+    """log pi*(v): the base's first-token law times E[w | v]/E[w] where v was seen (the
+    weights given by their logs, normalised), renormalised."""
+    log_ratio = np.zeros(base_logp.shape[0])
+    for v in np.unique(first):
+        group = log_weights[first == v]
+        log_ratio[v] = logsumexp(group) - np.log(group.size) + np.log(first.size)
+    out = base_logp + torch.as_tensor(log_ratio, dtype=base_logp.dtype)
     return out - torch.logsumexp(out, 0)
 
 
@@ -190,9 +193,9 @@ def main(argv: list[str] | None = None) -> Path:
             beta = pred["beta"]
             tilts, targets = [], []
             for r, p, f, b in zip(fresh, pool, first, base_logp, strict=True):
-                w = tilt_weights(r, p, tr, beta)
-                tilts.append(law_metrics(r, w, p, study.n))
-                targets.append(tilted_first_token(b, f, w))
+                log_w = log_tilt_weights(r, p, tr, beta)
+                tilts.append(law_metrics(r, np.exp(log_w), p, study.n))
+                targets.append(tilted_first_token(b, f, log_w))
             tilt, target = np.mean(tilts, axis=0), torch.stack(targets)
             row: dict[str, Any] = {
                 "key": key, "transform": tr.name, "target_kl": kl, "beta": beta,

@@ -183,8 +183,9 @@ def test_bridge_diagnose_metrics_of_the_pool_itself_are_the_prediction(t, monkey
     tr = ia.Exponential(t) if t else ia.Identity()
     for kl in (0.15, 0.6):
         pred = bc.prediction(bc.laws_of(np.array(pools)), tr, kl, ia.best_of(8))
-        mine = np.mean([diag.law_metrics(p, diag.tilt_weights(p, p, tr, pred["beta"]), p, 8)
-                        for p in pools], axis=0)  # fmt: skip
+        rows = [diag.law_metrics(p, np.exp(diag.log_tilt_weights(p, p, tr, pred["beta"])), p, 8)
+                for p in pools]  # fmt: skip
+        mine = np.mean(rows, axis=0)
         want = [pred["kl"], pred["win_rate"], pred["standard_win_rate"]]
         assert mine == pytest.approx(want, rel=1e-9, abs=1e-12)
 
@@ -197,11 +198,18 @@ def test_bridge_diagnose_tilted_first_token():
     diag = load("bridge_diagnose")
     base = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64))
     first = np.array([0, 0, 1, 1])
-    assert torch.allclose(diag.tilted_first_token(base, first, np.full(4, 0.25)), base)
+    assert torch.allclose(diag.tilted_first_token(base, first, np.log(np.full(4, 0.25))), base)
     w = np.array([0.1, 0.1, 0.3, 0.5])  # E[w | 0] = 0.1, E[w | 1] = 0.4, E[w] = 0.25
-    got = diag.tilted_first_token(base, first, w).exp()
+    got = diag.tilted_first_token(base, first, np.log(w)).exp()
     raw = torch.tensor([0.5 * 0.4, 0.3 * 1.6, 0.15, 0.05], dtype=torch.float64)
     assert torch.allclose(got, raw / raw.sum())
+    # a weight far below float64's range (a tiny beta) stays finite in logs: token 0's ratio
+    # is e^-1000 / (1/4), token 1's is (1/2) / (1/4)
+    log_w = np.array([-1000.0, -1000.0, np.log(0.5), np.log(0.5)])
+    got = diag.tilted_first_token(base, first, log_w)
+    norm = np.log(0.3 * 2 + 0.15 + 0.05)  # token 0's share, e^-1000, is below rounding
+    assert float(got[0]) == pytest.approx(np.log(0.5) - 1000 + np.log(4) - norm, rel=1e-12)
+    assert torch.allclose(got[1:].exp(), torch.tensor([0.6, 0.15, 0.05], dtype=torch.float64) / 0.8)
 
 
 def test_bridge_diagnose_reverse_kl_and_exact_fit_schedule(monkeypatch):
