@@ -197,13 +197,18 @@ def setup(study: Study) -> tuple[Any, Any, list[str], Any, bool]:
     return model, tokenizer, read_prompts(PROMPTS)[: study.prompts], VaderSentiment(), True
 
 
+def base_pool_key(prompts: list[str], study: Study) -> dict[str, Any]:
+    """What the cached base pool was drawn for: a pool with another key is not this study's."""
+    return {"prompts": _digest(prompts), "model": study.model, "base_pool": study.base_pool,
+            "max_new_tokens": study.max_new_tokens, "seed": study.seed}  # fmt: skip
+
+
 def base_rewards(
     model: Any, tokenizer: Any, prompts: list[str], reward: Any, study: Study, stop: bool,
     work: Path, progress: bool,
 ) -> np.ndarray:  # fmt: skip
     """The base pool's rewards, shape (P, base_pool): sampled once, cached in ``work``."""
-    key = {"prompts": _digest(prompts), "model": study.model, "base_pool": study.base_pool,
-           "max_new_tokens": study.max_new_tokens, "seed": study.seed}  # fmt: skip
+    key = base_pool_key(prompts, study)
     cache = work / "base_pool.json"
     if cache.exists():
         saved = _read(cache)

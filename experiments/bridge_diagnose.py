@@ -131,6 +131,7 @@ def tilted_first_token(
 
 
 def reverse_kl(logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) from log-laws over the last axis, averaged over the others."""
     return (logp.exp() * (logp - target)).sum(-1).mean()
 
 
@@ -174,11 +175,10 @@ def main(argv: list[str] | None = None) -> Path:
     torch.set_num_threads(2)
     model, tokenizer, prompts, reward, _ = bc.setup(study)
     saved = json.loads((args.work / "base_pool.json").read_text())
-    key = {"prompts": bc._digest(prompts), "model": study.model, "base_pool": study.base_pool,
-           "max_new_tokens": study.max_new_tokens, "seed": study.seed}  # fmt: skip
-    if saved.get("key") != key:
+    wanted = bc.base_pool_key(prompts, study)
+    if saved.get("key") != wanted:
         parser.error(f"--work {args.work}: its base pool belongs to another study "
-                     f"({saved.get('key')}), not this one ({key})")  # fmt: skip
+                     f"({saved.get('key')}), not this one ({wanted})")  # fmt: skip
     pool = np.array(saved["rewards"])
     first, fresh = fresh_completions(model, tokenizer, prompts, reward, args.samples,
                                      study.seed + 20, args.work)  # fmt: skip
@@ -202,8 +202,7 @@ def main(argv: list[str] | None = None) -> Path:
                 "predicted": {k: pred[k] for k in ("kl", "win_rate", "standard_win_rate")},
                 "base_model_tilt": dict(zip(("kl", "win_rate", "standard_win_rate"),
                                             tilt.tolist(), strict=True)),
-                "first_token": {"tilt_kl_to_base": float((target.exp() * (target - base_logp))
-                                                         .sum(-1).mean())},
+                "first_token": {"tilt_kl_to_base": float(reverse_kl(target, base_logp))},
             }  # fmt: skip
             ckpt = args.work / f"{key}_kl{kl:g}" / "checkpoint.pt"
             if ckpt.exists():
@@ -229,9 +228,7 @@ def main(argv: list[str] | None = None) -> Path:
                     )
                 with torch.no_grad():
                     logp = torch.log_softmax(head(hidden).float(), -1)
-                row["first_token"]["trained_kl_to_base"] = float(
-                    (logp.exp() * (logp - base_logp)).sum(-1).mean()
-                )
+                row["first_token"]["trained_kl_to_base"] = float(reverse_kl(logp, base_logp))
                 row["first_token"]["trained_kl_to_tilt"] = float(reverse_kl(logp, target))
             for steps in (study.steps, args.fit_scale * study.steps):
                 head = head_for(model, tokenizer, reward, study)
