@@ -61,6 +61,7 @@ class Preset:
     base_pool: int
     kls: tuple[float, ...]
     batch_size: int
+    checkpoint_every: int = 10
     model: str = "smollm2"
     t_kl: float = 1.0
     seed: int = 0
@@ -84,18 +85,19 @@ PRESETS = {
     ),
     "gpu": Preset(
         device="cuda",
-        train_prompts=256,
+        train_prompts=236,  # with the 64 held out, all 300 openers
         eval_prompts=64,
         references=16,
         max_new_tokens=24,
         prompts_per_step=16,
         group_size=8,
-        steps=100,
+        steps=60,  # 1.3 s a step on an H200: four runs, pools and figure in about 7 minutes
         learning_rate=1e-5,
         pool=16,
         base_pool=32,
-        kls=(0.25, 0.5, 1.0),
+        kls=(0.25, 1.0),
         batch_size=256,
+        checkpoint_every=0,  # a run trains in 80 s; the whole model and Adam's state are 1.6 GB
     ),
 }
 
@@ -151,6 +153,7 @@ def compute(preset: Preset, work: Path, progress: bool = True) -> dict:
                 learning_rate=preset.learning_rate,
                 references=preset.references,
                 seed=preset.seed,
+                checkpoint_every=preset.checkpoint_every,
             )
             record = run_ctrl(
                 model, tokenizer, train, held_out, reward, tr, config,
@@ -257,6 +260,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--work", type=Path, default=None, help="run directories")
     parser.add_argument("--device", default=None, help="override the preset's device")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps")
+    parser.add_argument(
+        "--kls", type=float, nargs="+", default=None, help="override the preset's KL targets"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
@@ -264,6 +270,8 @@ def main(argv: list[str] | None = None) -> Path:
         preset = dataclasses.replace(preset, device=args.device)
     if args.steps is not None:
         preset = dataclasses.replace(preset, steps=args.steps)
+    if args.kls is not None:
+        preset = dataclasses.replace(preset, kls=tuple(args.kls))
     work = args.work or ROOT / ".bridge_runs" / args.preset
     data = compute(preset, work, progress=not args.no_progress)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -165,6 +165,25 @@ def test_bridge_converge_refuses_counts_below_one(tmp_path, capsys, option, valu
     assert not work.exists()  # refused before any work
 
 
+def test_bridge_run_presets_fit_the_prompts_and_the_committed_gpu_figure_is_the_preset():
+    # every preset's training and held-out prompts must exist in the prompts file (a preset
+    # asking for more than it holds fails only after the model is loaded on the GPU), and the
+    # committed GPU figure must come from the preset as committed
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import dataclasses
+
+    module = load("bridge_run")
+    available = len(module.read_prompts(module.PROMPTS))
+    for name, preset in module.PRESETS.items():
+        assert preset.train_prompts + preset.eval_prompts <= available, name
+    committed = json.loads((ROOT / "paper_figures" / "fig_bridge_gpu.json").read_text())
+    expected = json.loads(json.dumps(dataclasses.asdict(module.PRESETS["gpu"])))
+    assert committed["preset"] == expected
+    assert len(committed["runs"]) == 2 * len(expected["kls"])
+    assert committed["device"] != "cpu"
+
+
 @pytest.mark.parametrize("t", [0.0, 5.0])
 def test_bridge_diagnose_metrics_of_the_pool_itself_are_the_prediction(t, monkeypatch):
     # tilting the pool's own samples by the trainer's reward (mid-rank calibration against the
