@@ -28,11 +28,12 @@ from infalign_theory.bridge import (  # noqa: E402
 from infalign_theory.bridge.head import (  # noqa: E402
     FeatureHead,
     TiltedHead,
+    TokenLogProbs,  # noqa: E402
     attach_feature_head,
     attach_tilted_head,
     rollout_logprobs,
 )
-from infalign_theory.bridge.loop import _leave_one_out, ctrl_loss  # noqa: E402
+from infalign_theory.bridge.loop import _leave_one_out, clipped_loss, ctrl_loss  # noqa: E402
 from infalign_theory.bridge.rollout import Rollout  # noqa: E402
 
 
@@ -145,6 +146,74 @@ def test_exact_kl_loss_is_an_unbiased_gradient_of_the_objective(kind):
     for g, e in zip(exact, estimate, strict=True):
         assert torch.allclose(-e, g, atol=1e-5, rtol=1e-4)
     assert max(float(g.abs().max()) for g in exact) > 1e-3  # not a vacuous comparison
+
+
+@pytest.mark.parametrize("exact_kl", [True, False])
+def test_clipped_surrogate_at_the_sampling_policy_is_the_on_policy_gradient(exact_kl):
+    # a batch's reuses start where it was sampled: there the clipped surrogate's gradient is
+    # ctrl_loss's, with the exact per-position KL (a policy head) and without it (the
+    # sequence log-ratio); G = 4 completions per prompt, so the baselines matter too
+    toy = make_toy(init_scale=0.3, seed=0)
+    policy = _perturbed(toy.model, seed=5, scale=0.3, kind="tilted")
+    roll = sample(policy, toy.tokenizer, ["<s>"] * 8, max_new_tokens=toy.length,
+                  generator=torch.Generator().manual_seed(4), stop_at_eos=False,
+                  keep_hidden=True)  # fmt: skip
+    phi = torch.linspace(0.0, 1.0, 8)
+    params = [p for p in policy.parameters() if p.requires_grad]
+
+    def logprobs():
+        lp = rollout_logprobs(policy, toy.model, roll)
+        return lp if exact_kl else TokenLogProbs(lp.policy, lp.reference, None)
+
+    on_policy = torch.autograd.grad(ctrl_loss(logprobs(), phi, 0.3, group=4), params)
+    lp = logprobs()
+    loss, clipped = clipped_loss(lp, lp.policy.detach(), roll.completion_mask, phi, 0.3, 4, 0.2)
+    reused = torch.autograd.grad(loss, params)
+    assert clipped == 0.0
+    for a, b in zip(on_policy, reused, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+    assert max(float(g.abs().max()) for g in on_policy) > 1e-3
+
+
+def test_clipped_surrogate_stops_pulling_past_the_clip():
+    # one token of one completion (G = 1, no baseline, no KL): with a positive advantage the
+    # surrogate pushes pi(y) up until pi/pi_old = 1 + eps and not beyond; with a negative one
+    # it pushes down until 1 - eps. Hand-made log-probabilities: the gradient of the loss
+    # with respect to log pi is -A r inside the range and 0 past it.
+    eps = 0.2
+    mask = torch.ones(1, 1)
+    old = torch.log(torch.tensor([[0.5]]))
+    cases = [(1.0, 1.1, True), (1.0, 1.3, False), (1.0, 0.7, True),
+             (-1.0, 0.9, True), (-1.0, 0.7, False), (-1.0, 1.3, True)]  # fmt: skip
+    for advantage, ratio, inside in cases:
+        logp = (old + np.log(ratio)).clone().requires_grad_(True)
+        lp = TokenLogProbs(logp, torch.zeros(1, 1), torch.zeros(1, 1))
+        loss, clipped = clipped_loss(lp, old, mask, torch.tensor([advantage]), 0.5, 1, eps)
+        (grad,) = torch.autograd.grad(loss, logp)
+        expected = -advantage * ratio if inside else 0.0
+        assert float(grad) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+        assert clipped == (0.0 if abs(ratio - 1) <= eps else 1.0)
+
+
+def test_reusing_each_batch_trains_the_toy_and_logs_the_clipped_fraction():
+    toy = make_toy(init_scale=0.3, seed=0)
+    law = toy.law()
+    policy = attach_tilted_head(copy.deepcopy(toy.model), rank=2)
+    cfg = CTRLConfig(beta=0.5, steps=3, prompts_per_step=1, group_size=8,
+                     max_new_tokens=toy.length, learning_rate=5e-2, stop_at_eos=False,
+                     epochs=3)  # fmt: skip
+    trainer = CTRLTrainer(policy, toy.tokenizer, ["<s>"], toy.reward, ia.Identity(), cfg,
+                          reference=toy.model, calibrator=Calibrator.exact([law]),
+                          progress=False)  # fmt: skip
+    history = trainer.train()
+    assert len(history) == 3 and all(0.0 <= h["clipped"] <= 1.0 for h in history)
+    # three optimiser updates per batch
+    for p in policy.parameters():
+        if p.requires_grad:
+            assert int(trainer.optimizer.state[p]["step"]) == 9
+    for bad, match in [({"epochs": 0}, "epochs"), ({"clip_ratio": 0.0}, "clip_ratio")]:
+        with pytest.raises(ValueError, match=match):
+            CTRLConfig(beta=0.5, steps=1, **bad)
 
 
 def test_leave_one_out_baseline():

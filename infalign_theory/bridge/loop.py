@@ -30,10 +30,17 @@ computes. The choices, and where they depart from PPO and GRPO:
   prompt (RLOO; Ahmadian et al., arXiv 2402.14740): independent of :math:`y_i`, so the
   gradient stays unbiased. No value network (unlike PPO), and no division by the group's
   standard deviation (unlike GRPO), which would reweight prompts and change the objective.
-* **On-policy, one update per batch.** The loss is :math:`-\mathrm{mean}_i(A_i \log\pi(y_i))`
-  on freshly sampled completions; no importance ratio and no clipping is needed, and one
-  forward pass of the policy serves both the gradient and the KL (the sampler's own
-  log-probabilities are kept only as a check, ``logprob_gap`` in the log).
+* **On-policy first, then a few clipped reuses of the batch.** The first update on a batch
+  is on-policy: the loss is :math:`-\mathrm{mean}_i(A_i \log\pi(y_i))` on freshly sampled
+  completions, with no importance ratio and no clipping, and one forward pass of the policy
+  serves both the gradient and the KL (the sampler's own log-probabilities are kept only as
+  a check, ``logprob_gap`` in the log). With ``epochs`` > 1 the same batch then takes more
+  updates, each on PPO's clipped surrogate (Schulman et al., arXiv 1707.06347): per token,
+  :math:`\min(r_t A_t, \mathrm{clip}(r_t, 1 \pm \epsilon) A_t)` with
+  :math:`r_t = \pi(y_t|y_{<t})/\pi_{\rm old}(y_t|y_{<t})`, whose gradient at
+  :math:`\pi = \pi_{\rm old}` is the on-policy one; the clip stops a reused batch from
+  pulling the policy far from where it was sampled. Sampling is most of a step's cost when
+  the policy is a head on a frozen trunk, so reuse buys optimiser steps almost for free.
 * **Everything else plain:** Adam, optional gradient-norm clipping, dropout off (the model
   stays in eval mode, so the sampled and the differentiated distributions are one).
 
@@ -104,6 +111,11 @@ class CTRLConfig:
         K reference samples per training prompt and the estimator of C from them.
     seed : int
         Seeds the prompt order and every sample.
+    epochs : int
+        Optimiser updates per sampled batch (>= 1): the first on-policy, the others on the
+        clipped surrogate (see the module's docstring).
+    clip_ratio : float
+        PPO's epsilon, > 0: the reuses' ratio pi/pi_old is clipped to [1 - eps, 1 + eps].
     checkpoint_every : int
         Save a checkpoint every this many steps (and at the end); 0 saves only at the end.
     stop_at_eos : bool
@@ -122,6 +134,8 @@ class CTRLConfig:
     references: int = 16
     estimator: str = "midrank"
     seed: int = 0
+    epochs: int = 1
+    clip_ratio: float = 0.2
     checkpoint_every: int = 10
     stop_at_eos: bool = True
 
@@ -139,6 +153,8 @@ class CTRLConfig:
         integer(self.references, "references", 1)
         choice(self.estimator, "estimator", ESTIMATORS)
         integer(self.seed, "seed", 0)
+        integer(self.epochs, "epochs", 1)
+        positive_finite(self.clip_ratio, "clip_ratio")
         integer(self.checkpoint_every, "checkpoint_every", 0)
 
 
@@ -262,6 +278,40 @@ def ctrl_loss(
         advantage = _leave_one_out(reward[:, None] - beta * to_come, group)
         per_row = -(advantage * lp.policy).sum(-1) + beta * lp.kl.sum(-1)
     return per_row.mean() if weights is None else (weights * per_row).sum()
+
+
+def clipped_loss(
+    lp: TokenLogProbs,
+    old: torch.Tensor,
+    mask: torch.Tensor,
+    reward: torch.Tensor,
+    beta: float,
+    group: int,
+    clip: float,
+) -> tuple[torch.Tensor, float]:
+    """PPO's clipped surrogate of :func:`ctrl_loss` on a batch sampled from an older policy.
+
+    ``old`` (B, T) are the sampling policy's log-probabilities of the tokens, ``mask`` the
+    completion mask. The advantages are :func:`ctrl_loss`'s (the KL still to come at the
+    current policy; without the exact per-position KL, the sequence log-ratio at the
+    sampling policy); each token's score term becomes min(r A, clip(r, 1 -+ clip) A) with
+    r = pi/pi_old. At pi = pi_old the gradient is :func:`ctrl_loss`'s. Returns the loss and
+    the fraction of completion tokens whose ratio is outside the clip range.
+    """
+    ratio = torch.exp(lp.policy - old)  # 1 past the completions (both are 0 there)
+    if lp.kl is None:
+        log_ratio = old.sum(-1) - lp.reference.sum(-1)
+        advantage = _leave_one_out(reward - beta * log_ratio, group)[:, None]
+        kl_cost = 0.0
+    else:
+        kl_now = lp.kl.detach()
+        to_come = kl_now.flip(-1).cumsum(-1).flip(-1) - kl_now
+        advantage = _leave_one_out(reward[:, None] - beta * to_come, group)
+        kl_cost = beta * lp.kl.sum(-1)
+    surrogate = torch.minimum(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage)
+    per_row = -(surrogate * mask).sum(-1) + kl_cost
+    outside = ((ratio - 1).abs().detach() > clip) & mask.bool()
+    return per_row.mean(), float(outside.sum()) / max(float(mask.sum()), 1.0)
 
 
 class CTRLTrainer:
@@ -470,17 +520,16 @@ class CTRLTrainer:
         if cfg.schedule == "linear":
             for group_ in self.optimizer.param_groups:
                 group_["lr"] = cfg.learning_rate * (1.0 - self.step_count / cfg.steps)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable_params(self.policy), clip)
-        if not torch.isfinite(grad_norm):
-            self.optimizer.zero_grad(set_to_none=True)
-            raise FloatingPointError(
-                f"step {self.step_count + 1}: the gradient norm is {float(grad_norm)}; "
-                "nothing was updated (lower learning_rate or set max_grad_norm)"
-            )
-        self.optimizer.step()
+        grad_norm = self._update(loss)
+        old = lp.policy.detach()
+        clipped = 0.0
+        for _ in range(cfg.epochs - 1):  # reuse the batch (PPO's clipped surrogate)
+            again = rollout_logprobs(self.policy, self.reference, roll)
+            surrogate, clipped = clipped_loss(
+                again, old, roll.completion_mask, reward, cfg.beta, cfg.group_size,
+                cfg.clip_ratio,
+            )  # fmt: skip
+            self._update(surrogate)
         self.step_count += 1
 
         kl = float(log_ratio.mean())
@@ -497,6 +546,7 @@ class CTRLTrainer:
             "grad_norm": float(grad_norm),
             "completion_tokens": float(roll.completion_mask.sum(1).mean()),
             "logprob_gap": float((roll.logprobs - logp.detach()).abs().max()),
+            **({} if cfg.epochs == 1 else {"clipped": clipped}),
             "seconds": time.perf_counter() - start,
         }
         self.history.append(record)
@@ -504,6 +554,21 @@ class CTRLTrainer:
             with open(self.run_dir / "log.jsonl", "a") as fh:
                 fh.write(json.dumps(record, allow_nan=False) + "\n")
         return record
+
+    def _update(self, loss: torch.Tensor) -> torch.Tensor:
+        """One optimiser step on ``loss``; returns the gradient's norm before clipping."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.config.max_grad_norm if self.config.max_grad_norm is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable_params(self.policy), clip)
+        if not torch.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(
+                f"step {self.step_count + 1}: the gradient norm is {float(grad_norm)}; "
+                "nothing was updated (lower learning_rate or set max_grad_norm)"
+            )
+        self.optimizer.step()
+        return grad_norm
 
     def train(self) -> list[dict[str, Any]]:
         """Run (or resume) up to ``config.steps`` steps; returns the whole history."""
