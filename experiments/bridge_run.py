@@ -18,15 +18,18 @@ prompts it never saw, which needs the whole model and a GPU:
     python experiments/bridge_run.py --preset gpu     # paper_figures/fig_bridge_gpu.{png,json}
     python experiments/bridge_run.py --preset smoke   # a minute on CPU: the wiring, no conclusion
 
-The figure and JSON are named after the preset and labelled with the device they ran on.
-Run directories (checkpoints, logs) go to --work (default .bridge_runs/<preset>); an
-interrupted run resumes where it stopped.
+The figure and JSON are named after the preset and labelled with the device they ran on;
+with --device, --steps or --kls overriding the preset, the name and the default run folder
+end in ``_custom``, so the preset's own figure stays as it is. Run directories (checkpoints,
+logs) go to --work (default .bridge_runs/<preset>); an interrupted run resumes where it
+stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,6 +253,16 @@ def plot(data: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def _positive(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text!r}")
+    return x
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -261,8 +274,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--device", default=None, help="override the preset's device")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     parser.add_argument(
-        "--kls", type=float, nargs="+", default=None, help="override the preset's KL targets"
-    )
+        "--kls", type=_positive, nargs="+", default=None,
+        help="override the preset's KL targets (distinct, > 0)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
@@ -271,11 +285,15 @@ def main(argv: list[str] | None = None) -> Path:
     if args.steps is not None:
         preset = dataclasses.replace(preset, steps=args.steps)
     if args.kls is not None:
+        if len(set(args.kls)) < len(args.kls):
+            parser.error(f"argument --kls: the targets must be distinct, got {args.kls}")
         preset = dataclasses.replace(preset, kls=tuple(args.kls))
-    work = args.work or ROOT / ".bridge_runs" / args.preset
+    changed = preset != PRESETS[args.preset]
+    work = args.work or ROOT / ".bridge_runs" / (args.preset + ("_custom" if changed else ""))
     data = compute(preset, work, progress=not args.no_progress)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"fig_bridge_{args.preset}"
+    # an overridden preset does not write over the preset's own figure
+    name = f"fig_bridge_{args.preset}" + ("_custom" if changed else "")
     write_json(args.out / f"{name}.json", data)
     png = args.out / f"{name}.png"
     plot(data, png)

@@ -7,6 +7,7 @@ under the policy and the base, so J = E_pi[Phi] - beta KL and its gradient are f
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -33,7 +34,12 @@ from infalign_theory.bridge.head import (  # noqa: E402
     attach_tilted_head,
     rollout_logprobs,
 )
-from infalign_theory.bridge.loop import _leave_one_out, clipped_loss, ctrl_loss  # noqa: E402
+from infalign_theory.bridge.loop import (  # noqa: E402
+    _leave_one_out,
+    clipped_loss,
+    ctrl_loss,
+    run_identity,
+)
 from infalign_theory.bridge.rollout import Rollout  # noqa: E402
 
 
@@ -207,13 +213,62 @@ def test_reusing_each_batch_trains_the_toy_and_logs_the_clipped_fraction():
                           progress=False)  # fmt: skip
     history = trainer.train()
     assert len(history) == 3 and all(0.0 <= h["clipped"] <= 1.0 for h in history)
+    assert history[0]["clipped"] > 0.0  # the reuses moved the policy away from the sampler
     # three optimiser updates per batch
     for p in policy.parameters():
         if p.requires_grad:
             assert int(trainer.optimizer.state[p]["step"]) == 9
-    for bad, match in [({"epochs": 0}, "epochs"), ({"clip_ratio": 0.0}, "clip_ratio")]:
+
+    # the reuses are clipped: a tiny clip range leaves them only the KL's pull
+    def trained(clip):
+        pol = attach_tilted_head(copy.deepcopy(toy.model), rank=2)
+        CTRLTrainer(pol, toy.tokenizer, ["<s>"], toy.reward, ia.Identity(),
+                    dataclasses.replace(cfg, clip_ratio=clip), reference=toy.model,
+                    calibrator=Calibrator.exact([law]), progress=False).train()  # fmt: skip
+        return [p.detach() for p in pol.parameters() if p.requires_grad]
+
+    for a, b in zip(trained(0.2), policy_params(policy), strict=True):
+        assert torch.equal(a, b)  # reproducible
+    assert any(not torch.equal(a, b) for a, b in zip(trained(1e-6), trained(10.0), strict=True))
+
+    for bad, match in [({"epochs": 0}, "epochs"), ({"clip_ratio": 0.0}, "clip_ratio"),
+                       ({"epochs": 1.5}, "epochs"), ({"epochs": True}, "epochs")]:  # fmt: skip
         with pytest.raises(ValueError, match=match):
             CTRLConfig(beta=0.5, steps=1, **bad)
+    two = CTRLConfig(beta=0.5, steps=1, epochs=2.0)
+    assert two.epochs == 2 and type(two.epochs) is int
+    # each batch used once: the run folder records neither option (older folders still match)
+    once = run_identity(CTRLConfig(beta=0.5, steps=1), ia.Identity(), ["<s>"], None,
+                        torch.device("cpu"))  # fmt: skip
+    assert "epochs" not in once["config"] and "clip_ratio" not in once["config"]
+    assert (
+        run_identity(cfg, ia.Identity(), ["<s>"], None, torch.device("cpu"))["config"]["epochs"]
+        == 3
+    )
+
+
+def test_reusing_each_batch_without_a_head_keeps_the_reference_pass_of_the_first_update():
+    # the whole model trained (no head): each reuse reruns the policy, not the reference
+    toy = make_toy(init_scale=0.3, seed=0)
+    policy = copy.deepcopy(toy.model)
+    calibrator = Calibrator.exact([toy.law()])
+    calls = []
+    hook = toy.model.register_forward_hook(lambda *_: calls.append(1))
+    cfg = CTRLConfig(beta=0.5, steps=2, prompts_per_step=1, group_size=4,
+                     max_new_tokens=toy.length, learning_rate=1e-2, stop_at_eos=False,
+                     epochs=3)  # fmt: skip
+    try:
+        history = CTRLTrainer(policy, toy.tokenizer, ["<s>"], toy.reward, ia.Identity(), cfg,
+                              reference=toy.model, calibrator=calibrator,
+                              progress=False).train()  # fmt: skip
+    finally:
+        hook.remove()
+    assert len(history) == 2 and "clipped" in history[-1]
+    assert len(calls) == 2  # one reference pass per step
+
+
+def policy_params(model):
+    return [p.detach() for p in model.parameters() if p.requires_grad]
 
 
 def test_leave_one_out_baseline():

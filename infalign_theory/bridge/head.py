@@ -252,7 +252,11 @@ class TokenLogProbs:
 
 
 def rollout_logprobs(
-    policy: PreTrainedModel, reference: PreTrainedModel, rollout: Rollout
+    policy: PreTrainedModel,
+    reference: PreTrainedModel,
+    rollout: Rollout,
+    *,
+    reference_logp: torch.Tensor | None = None,
 ) -> TokenLogProbs:
     """Log pi and log pi_ref of each sampled token and, where cheap, the exact per-token KL.
 
@@ -262,15 +266,17 @@ def rollout_logprobs(
     With a :class:`PolicyHead` on ``policy`` and the hidden states kept by the sampler, all
     three come from the hidden states (the trunks are the same frozen weights; ``reference``
     is then not run). Otherwise both models run a forward pass over the rollout, and ``kl``
-    is None.
+    is None; ``reference_logp``, the reference's log-probabilities of this rollout from an
+    earlier call, spares the reference's pass.
     """
     mask = rollout.completion_mask  # (B, T)
     head = policy_head(policy)
     if head is None or rollout.hidden is None:
         logp = token_logprobs(policy, rollout)
-        with torch.no_grad():
-            logp_ref = token_logprobs(reference, rollout)
-        return TokenLogProbs(logp, logp_ref, None)
+        if reference_logp is None:
+            with torch.no_grad():
+                reference_logp = token_logprobs(reference, rollout)
+        return TokenLogProbs(logp, reference_logp, None)
     ref_weight = getattr(reference.get_output_embeddings(), "weight", None)
     if ref_weight is None or not torch.equal(ref_weight, head.base.weight):
         raise ValueError(

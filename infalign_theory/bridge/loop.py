@@ -113,7 +113,9 @@ class CTRLConfig:
         Seeds the prompt order and every sample.
     epochs : int
         Optimiser updates per sampled batch (>= 1): the first on-policy, the others on the
-        clipped surrogate (see the module's docstring).
+        clipped surrogate (see the module's docstring). A step's logged ``loss`` and
+        ``grad_norm`` are the on-policy update's; ``clipped`` is the fraction of completion
+        tokens whose ratio lay outside the clip range at the last reuse, before its update.
     clip_ratio : float
         PPO's epsilon, > 0: the reuses' ratio pi/pi_old is clipped to [1 - eps, 1 + eps].
     checkpoint_every : int
@@ -141,21 +143,17 @@ class CTRLConfig:
 
     def __post_init__(self) -> None:
         positive_finite(self.beta, "beta")
-        integer(self.steps, "steps", 0)
-        integer(self.prompts_per_step, "prompts_per_step", 1)
-        integer(self.group_size, "group_size", 2)
-        integer(self.max_new_tokens, "max_new_tokens", 1)
         positive_finite(self.learning_rate, "learning_rate")
         choice(self.optimizer, "optimizer", OPTIMIZERS)
         choice(self.schedule, "schedule", SCHEDULES)
         if self.max_grad_norm is not None:
             positive_finite(self.max_grad_norm, "max_grad_norm")
-        integer(self.references, "references", 1)
         choice(self.estimator, "estimator", ESTIMATORS)
-        integer(self.seed, "seed", 0)
-        integer(self.epochs, "epochs", 1)
         positive_finite(self.clip_ratio, "clip_ratio")
-        integer(self.checkpoint_every, "checkpoint_every", 0)
+        counts = {"steps": 0, "prompts_per_step": 1, "group_size": 2, "max_new_tokens": 1,
+                  "references": 1, "seed": 0, "epochs": 1, "checkpoint_every": 0}  # fmt: skip
+        for name, low in counts.items():  # stored as ints: 2.0 steps is 2
+            object.__setattr__(self, name, integer(getattr(self, name), name, low))
 
 
 def trainable_params(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -218,7 +216,7 @@ def run_identity(
     return json.loads(
         json.dumps(
             {
-                "config": dataclasses.asdict(config),
+                "config": _settings(config),
                 "transform": transform.name,
                 "prompts": _digest(prompts),
                 "calibration": "references sampled by the run"
@@ -228,6 +226,18 @@ def run_identity(
             }
         )
     )
+
+
+def _settings(config: CTRLConfig) -> dict[str, Any]:
+    """The config as a dict, as a run folder records it.
+
+    Without ``epochs`` and ``clip_ratio`` when each batch is used once (the clip then plays
+    no part), so run folders from before the option still match.
+    """
+    out = dataclasses.asdict(config)
+    if config.epochs == 1:
+        del out["epochs"], out["clip_ratio"]
+    return out
 
 
 def check_run_dir(folder: Path, identity: dict[str, Any]) -> None:
@@ -520,16 +530,20 @@ class CTRLTrainer:
         if cfg.schedule == "linear":
             for group_ in self.optimizer.param_groups:
                 group_["lr"] = cfg.learning_rate * (1.0 - self.step_count / cfg.steps)
-        grad_norm = self._update(loss)
+        grad_norm = self._update(loss, "nothing was updated")
         old = lp.policy.detach()
         clipped = 0.0
-        for _ in range(cfg.epochs - 1):  # reuse the batch (PPO's clipped surrogate)
-            again = rollout_logprobs(self.policy, self.reference, roll)
+        for reuse in range(1, cfg.epochs):  # reuse the batch (PPO's clipped surrogate)
+            again = rollout_logprobs(self.policy, self.reference, roll, reference_logp=lp.reference)
             surrogate, clipped = clipped_loss(
                 again, old, roll.completion_mask, reward, cfg.beta, cfg.group_size,
                 cfg.clip_ratio,
             )  # fmt: skip
-            self._update(surrogate)
+            self._update(
+                surrogate,
+                f"update {reuse + 1} of {cfg.epochs} on this batch was not applied, the "
+                f"{reuse} before it were, and the step was not counted or logged",
+            )
         self.step_count += 1
 
         kl = float(log_ratio.mean())
@@ -555,8 +569,12 @@ class CTRLTrainer:
                 fh.write(json.dumps(record, allow_nan=False) + "\n")
         return record
 
-    def _update(self, loss: torch.Tensor) -> torch.Tensor:
-        """One optimiser step on ``loss``; returns the gradient's norm before clipping."""
+    def _update(self, loss: torch.Tensor, applied: str) -> torch.Tensor:
+        """One optimiser step on ``loss``; returns the gradient's norm before clipping.
+
+        ``applied`` says, in the error raised for a non-finite gradient, what state the
+        policy is left in.
+        """
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip = self.config.max_grad_norm if self.config.max_grad_norm is not None else math.inf
@@ -565,7 +583,7 @@ class CTRLTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             raise FloatingPointError(
                 f"step {self.step_count + 1}: the gradient norm is {float(grad_norm)}; "
-                "nothing was updated (lower learning_rate or set max_grad_norm)"
+                f"{applied} (lower learning_rate or set max_grad_norm)"
             )
         self.optimizer.step()
         return grad_norm

@@ -120,6 +120,12 @@ def _add_bridge_parser(sub: Any) -> None:
         "clipped surrogate (default 1)",
     )
     br.add_argument(
+        "--clip-ratio",
+        type=_number("positive"),
+        default=None,
+        help="PPO's epsilon for the reuses of --epochs: pi/pi_old clipped to 1 -+ it (default 0.2)",
+    )
+    br.add_argument(
         "--references",
         type=_count(1, 10**6),
         default=None,
@@ -199,7 +205,8 @@ def _run_bridge(args: argparse.Namespace) -> int:
     lr = args.lr if args.lr is not None else (1e-2 if toy else 1e-5)
     real_only = {
         "prompts": None, "train_prompts": 32, "eval_prompts": 16, "prompts_per_step": 4,
-        "max_new_tokens": 16, "schedule": "constant", "epochs": 1, "references": 16,
+        "max_new_tokens": 16, "schedule": "constant", "epochs": 1, "clip_ratio": 0.2,
+        "references": 16,
         "estimator": "midrank", "pool": 16, "base_pool": 16, "device": "cpu", "run_dir": None,
         "reward": "vader",
     }  # fmt: skip
@@ -242,7 +249,8 @@ def _run_bridge(args: argparse.Namespace) -> int:
             config = CTRLConfig(
                 beta=beta, steps=steps, prompts_per_step=args.prompts_per_step,
                 group_size=group, max_new_tokens=args.max_new_tokens, learning_rate=lr,
-                schedule=args.schedule, epochs=args.epochs, references=args.references,
+                schedule=args.schedule, epochs=args.epochs, clip_ratio=args.clip_ratio,
+                references=args.references,
                 estimator=args.estimator, seed=args.seed,
             )  # fmt: skip
             train, held_out = runs.split_prompts(
