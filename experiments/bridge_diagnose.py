@@ -18,9 +18,10 @@ model per prompt (cached beside the study) and asks two questions of every run.
    renormalised). Reported: the trained policy's first-token KL(pi || pi*), and that of a
    fresh head of the same kind fitted to pi* by *exact* gradients (no sampling noise) with the
    study's optimiser and schedule, for the study's number of steps and for ``--fit-scale``
-   times as many. If the exact fit reaches a small KL in the study's steps, the head can
+   times as many (the study's ``epochs`` = 3 updates per sampled batch make its 100 steps 300
+   updates). If the exact fit gets much closer than training in as many updates, the head can
    represent the tilt and the sampled gradient is what falls short; if it needs many more
-   steps, the optimisation is slow even without noise.
+   updates, the optimisation is slow even without noise.
 
     python experiments/bridge_diagnose.py     # paper_figures/bridge_diagnose.json
 """
