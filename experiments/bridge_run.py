@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 import infalign_theory as ia
 from infalign_theory.bridge import CTRLConfig, VaderSentiment, load_model
 from infalign_theory.bridge.runs import predicted, prepare, read_prompts, run_ctrl, split_prompts
+from infalign_theory.cli._common import _number
 from infalign_theory.figures import save_figure, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,16 +253,6 @@ def plot(data: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def _positive(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(x) and x > 0):
-        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text!r}")
-    return x
-
-
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -274,7 +264,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--device", default=None, help="override the preset's device")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     parser.add_argument(
-        "--kls", type=_positive, nargs="+", default=None,
+        "--kls", type=_number("positive"), nargs="+", default=None,
         help="override the preset's KL targets (distinct, > 0)",
     )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

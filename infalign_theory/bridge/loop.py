@@ -279,15 +279,29 @@ def ctrl_loss(
     """
     if lp.kl is None:
         logp = lp.policy.sum(-1)
-        log_ratio = logp.detach() - lp.reference.sum(-1)
-        advantage = _leave_one_out(reward - beta * log_ratio, group)
+        advantage = _advantage(lp, logp.detach(), reward, beta, group)
         per_row = -advantage * logp
     else:
-        kl_now = lp.kl.detach()
-        to_come = kl_now.flip(-1).cumsum(-1).flip(-1) - kl_now  # sum over s > t, (B, T)
-        advantage = _leave_one_out(reward[:, None] - beta * to_come, group)
+        advantage = _advantage(lp, None, reward, beta, group)
         per_row = -(advantage * lp.policy).sum(-1) + beta * lp.kl.sum(-1)
     return per_row.mean() if weights is None else (weights * per_row).sum()
+
+
+def _advantage(
+    lp: TokenLogProbs, logp: torch.Tensor | None, reward: torch.Tensor, beta: float, group: int
+) -> torch.Tensor:
+    """Leave-one-out advantages of :func:`ctrl_loss` and :func:`clipped_loss`.
+
+    Without the exact per-position KL, of each completion (B,): Phi minus beta times its
+    log-ratio, with log pi = ``logp``. With it, of each position (B, T): Phi minus beta
+    times the exact KL still to come after it.
+    """
+    if lp.kl is None:
+        assert logp is not None
+        return _leave_one_out(reward - beta * (logp - lp.reference.sum(-1)), group)
+    kl_now = lp.kl.detach()
+    to_come = kl_now.flip(-1).cumsum(-1).flip(-1) - kl_now  # sum over s > t, (B, T)
+    return _leave_one_out(reward[:, None] - beta * to_come, group)
 
 
 def clipped_loss(
@@ -310,13 +324,10 @@ def clipped_loss(
     """
     ratio = torch.exp(lp.policy - old)  # 1 past the completions (both are 0 there)
     if lp.kl is None:
-        log_ratio = old.sum(-1) - lp.reference.sum(-1)
-        advantage = _leave_one_out(reward - beta * log_ratio, group)[:, None]
-        kl_cost = 0.0
+        advantage = _advantage(lp, old.sum(-1), reward, beta, group)[:, None]
+        kl_cost: torch.Tensor | float = 0.0
     else:
-        kl_now = lp.kl.detach()
-        to_come = kl_now.flip(-1).cumsum(-1).flip(-1) - kl_now
-        advantage = _leave_one_out(reward[:, None] - beta * to_come, group)
+        advantage = _advantage(lp, None, reward, beta, group)
         kl_cost = beta * lp.kl.sum(-1)
     surrogate = torch.minimum(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage)
     per_row = -(surrogate * mask).sum(-1) + kl_cost
