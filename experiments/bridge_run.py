@@ -278,12 +278,12 @@ def main(argv: list[str] | None = None) -> Path:
         if len(set(args.kls)) < len(args.kls):
             parser.error(f"argument --kls: the targets must be distinct, got {args.kls}")
         preset = dataclasses.replace(preset, kls=tuple(args.kls))
-    changed = preset != PRESETS[args.preset]
-    work = args.work or ROOT / ".bridge_runs" / (args.preset + ("_custom" if changed else ""))
+    # an overridden preset does not write over the preset's own figure or runs
+    label = args.preset + ("_custom" if preset != PRESETS[args.preset] else "")
+    work = args.work or ROOT / ".bridge_runs" / label
     data = compute(preset, work, progress=not args.no_progress)
     args.out.mkdir(parents=True, exist_ok=True)
-    # an overridden preset does not write over the preset's own figure
-    name = f"fig_bridge_{args.preset}" + ("_custom" if changed else "")
+    name = f"fig_bridge_{label}"
     write_json(args.out / f"{name}.json", data)
     png = args.out / f"{name}.png"
     plot(data, png)
